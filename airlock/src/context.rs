@@ -1,0 +1,303 @@
+//! The per-thread state: the stack of current scopes, the local policy regions
+//! in force, and the cached defaults.
+//!
+//! A scope's buffer lives here while the scope is current and moves back into
+//! its owner (a guard, an [`ActiveScope`](crate::ActiveScope), a future) when it
+//! is not, exactly as tokio's `TaskLocalFuture` swaps its value in around every
+//! poll. Enqueueing therefore touches only this thread's memory: no lock, no
+//! atomic.
+
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::{self, Defaults};
+use crate::error::{Error, Result, StateError, StateErrorKind};
+use crate::executor::Executor;
+use crate::intent::Intent;
+use crate::kind::ScopeKind;
+use crate::policy::{Policy, PolicyChain};
+
+/// One current scope.
+pub(crate) struct Frame {
+    pub(crate) id: u64,
+    pub(crate) policy: Option<Arc<dyn Policy>>,
+    pub(crate) executor: Option<Arc<dyn Executor>>,
+    pub(crate) kind: Option<Arc<dyn ScopeKind>>,
+    pub(crate) sink: Sink,
+}
+
+/// Where a frame's intents go.
+pub(crate) enum Sink {
+    /// The scope's own buffer; `shared` exists once a handle was taken.
+    Buffer {
+        intents: Vec<Intent>,
+        shared: Option<Arc<Shared>>,
+    },
+    /// A scope owned by another thread or task, reached through a handle.
+    Remote(Arc<Shared>),
+}
+
+/// The part of a scope that handles on other threads can reach.
+pub(crate) struct Shared {
+    /// `None` once the scope has ended.
+    pub(crate) inbox: Mutex<Option<Vec<Intent>>>,
+    /// The policies of the scope and of its enclosing scopes when the handle
+    /// was taken, innermost first: they see every enqueue made through it.
+    pub(crate) policies: Vec<Arc<dyn Policy>>,
+}
+
+impl Shared {
+    pub(crate) fn push_one(&self, intent: Intent) -> Result<(), Intent> {
+        match self.inbox.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(inbox) => {
+                inbox.push(intent);
+                Ok(())
+            }
+            None => Err(intent),
+        }
+    }
+
+    pub(crate) fn push_all(&self, intents: Vec<Intent>) -> Result<(), Vec<Intent>> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        match self.inbox.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(inbox) => {
+                inbox.extend(intents);
+                Ok(())
+            }
+            None => Err(intents),
+        }
+    }
+
+    /// Ends the scope for its handles and takes what they sent.
+    pub(crate) fn close(&self) -> Vec<Intent> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    }
+}
+
+impl Frame {
+    /// Takes the frame's intents, closing it to handles.
+    pub(crate) fn into_intents(self) -> Vec<Intent> {
+        match self.sink {
+            Sink::Buffer {
+                mut intents,
+                shared,
+            } => {
+                if let Some(shared) = shared {
+                    intents.extend(shared.close());
+                }
+                intents
+            }
+            Sink::Remote(_) => Vec::new(),
+        }
+    }
+}
+
+pub(crate) struct Context {
+    pub(crate) frames: RefCell<Vec<Frame>>,
+    pub(crate) local: Cell<Option<PolicyChain>>,
+    in_hook: Cell<bool>,
+    next_id: Cell<u64>,
+    defaults_override: RefCell<Option<Defaults>>,
+    defaults_cache: RefCell<Option<(u64, Defaults)>>,
+}
+
+thread_local! {
+    pub(crate) static CONTEXT: Context = const {
+        Context {
+            frames: RefCell::new(Vec::new()),
+            local: Cell::new(None),
+            in_hook: Cell::new(false),
+            next_id: Cell::new(0),
+            defaults_override: RefCell::new(None),
+            defaults_cache: RefCell::new(None),
+        }
+    };
+}
+
+/// Marks the thread as inside a user hook for as long as it lives, so that a
+/// hook calling back into airlock gets an error instead of a `RefCell` panic.
+pub(crate) struct HookGuard<'a>(&'a Cell<bool>);
+
+impl<'a> HookGuard<'a> {
+    pub(crate) fn enter(cx: &'a Context) -> Self {
+        cx.in_hook.set(true);
+        HookGuard(&cx.in_hook)
+    }
+}
+
+impl Drop for HookGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl Context {
+    pub(crate) fn in_hook(&self) -> bool {
+        self.in_hook.get()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        id
+    }
+
+    pub(crate) fn local_chain(&self) -> Option<PolicyChain> {
+        let chain = self.local.take();
+        let copy = chain.clone();
+        self.local.set(chain);
+        copy
+    }
+
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), Frame> {
+        if self.in_hook() {
+            return Err(frame);
+        }
+        self.frames.borrow_mut().push(frame);
+        Ok(())
+    }
+
+    /// Removes the frame `id` from the stack. It is normally on top; if scopes
+    /// entered after it were leaked (an `ActiveScope` forgotten while
+    /// entered), it is taken from below them and they stay current.
+    pub(crate) fn pop(&self, id: u64) -> Option<Frame> {
+        let mut frames = self.frames.borrow_mut();
+        match frames.last() {
+            Some(top) if top.id == id => frames.pop(),
+            _ => {
+                let at = frames.iter().rposition(|f| f.id == id)?;
+                tracing::warn!(
+                    target: "airlock",
+                    "a scope ended while scopes entered after it were still current; \
+                     exit ActiveScopes in the reverse order of entering them"
+                );
+                Some(frames.remove(at))
+            }
+        }
+    }
+
+    pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
+        let task = intent.name();
+        if self.in_hook() {
+            return Err(Error::EnqueueInHook { task });
+        }
+        let mut frames = self.frames.borrow_mut();
+        if frames.is_empty() {
+            return Err(Error::NoScope { task });
+        }
+        intent.local = self.local_chain();
+        {
+            let _hook = HookGuard::enter(self);
+            check_on_enqueue(&intent, &frames)?;
+        }
+        match &mut frames.last_mut().expect("checked above").sink {
+            Sink::Buffer { intents, .. } => {
+                intents.push(intent);
+                Ok(())
+            }
+            Sink::Remote(shared) => shared.push_one(intent).map_err(|intent| {
+                StateError::for_task(StateErrorKind::Ended, intent.name()).into()
+            }),
+        }
+    }
+
+    /// The policies of the current scope and its enclosing scopes, innermost
+    /// first, as a handle to it must see them.
+    pub(crate) fn scope_policies(frames: &[Frame]) -> Vec<Arc<dyn Policy>> {
+        let mut policies = Vec::new();
+        for frame in frames.iter().rev() {
+            match &frame.sink {
+                Sink::Remote(shared) => {
+                    policies.extend(shared.policies.iter().cloned());
+                    break;
+                }
+                Sink::Buffer { .. } => policies.extend(frame.policy.clone()),
+            }
+        }
+        policies
+    }
+
+    /// Reads the defaults in force: the thread's override, else the global
+    /// ones, cached until they change.
+    pub(crate) fn with_defaults<R>(&self, f: impl FnOnce(&Defaults) -> R) -> R {
+        if let Some(defaults) = &*self.defaults_override.borrow() {
+            return f(defaults);
+        }
+        let generation = config::generation();
+        let mut cache = self.defaults_cache.borrow_mut();
+        match &*cache {
+            Some((seen, defaults)) if *seen == generation => f(defaults),
+            _ => {
+                let defaults = config::global();
+                let result = f(&defaults);
+                *cache = Some((generation, defaults));
+                result
+            }
+        }
+    }
+}
+
+/// Runs `on_enqueue` of the local regions, then of every enclosing scope,
+/// innermost first (rule 9).
+fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
+    let reject = |policy: &dyn Policy| {
+        policy
+            .on_enqueue(intent)
+            .map_err(|violation| Error::PolicyViolation {
+                task: intent.name(),
+                policy: policy.name(),
+                violation,
+            })
+    };
+    if let Some(local) = &intent.local {
+        local.iter().try_for_each(reject)?;
+    }
+    for frame in frames.iter().rev() {
+        if let Some(policy) = &frame.policy {
+            reject(&**policy)?;
+        }
+        if let Sink::Remote(shared) = &frame.sink {
+            shared.policies.iter().try_for_each(|p| reject(&**p))?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn with_defaults_ref<R>(f: impl FnOnce(&Defaults) -> R) -> R {
+    CONTEXT.with(|cx| cx.with_defaults(f))
+}
+
+/// Sets the thread's defaults override and restores the previous one on drop.
+pub(crate) struct DefaultsOverride {
+    previous: Option<Defaults>,
+}
+
+impl DefaultsOverride {
+    pub(crate) fn set(defaults: Option<Defaults>) -> Self {
+        let previous = CONTEXT.with(|cx| cx.defaults_override.replace(defaults));
+        DefaultsOverride { previous }
+    }
+
+    /// Restores the previous override, returning the one that was in force.
+    pub(crate) fn restore(mut self) -> Option<Defaults> {
+        let previous = self.previous.take();
+        let current = CONTEXT.with(|cx| cx.defaults_override.replace(previous));
+        std::mem::forget(self);
+        current
+    }
+}
+
+impl Drop for DefaultsOverride {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // During thread teardown the context may be gone: nothing to restore.
+        let _ = CONTEXT.try_with(|cx| cx.defaults_override.replace(previous));
+    }
+}

@@ -1,0 +1,269 @@
+//! The one error type.
+
+use std::fmt;
+
+use crate::intent::Intent;
+use crate::report::FlushReport;
+use crate::task::BoxError;
+
+/// `Result` with airlock's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong. Each message names the task involved and says
+/// what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `enqueue` was called with no scope current (rule 1). Nothing ran.
+    #[error(
+        "cannot enqueue `{task}`: no airlock scope is active here. Run this code inside \
+         `airlock::scope(|| ...)`, `airlock::Scope::new().run(...)` or a `#[airlock::scoped]` \
+         function; on a spawned thread or task, carry the scope there with `airlock::handle()`"
+    )]
+    NoScope {
+        /// The task that was not enqueued.
+        task: &'static str,
+    },
+
+    /// `enqueue` was called from inside a policy or scope hook (rule 4).
+    #[error(
+        "cannot enqueue `{task}` from inside a policy or scope hook: hooks filter and observe \
+         intents, they cannot add new ones. Enqueue it from the code that runs in the scope instead"
+    )]
+    EnqueueInHook {
+        /// The task that was not enqueued.
+        task: &'static str,
+    },
+
+    /// A policy rejected the intent at enqueue (rule 5). It was not buffered.
+    #[error("policy `{policy}` rejected `{task}`: {violation}")]
+    PolicyViolation {
+        /// The task that was rejected.
+        task: &'static str,
+        /// The policy that rejected it.
+        policy: &'static str,
+        /// The policy's reason.
+        #[source]
+        violation: crate::policy::Violation,
+    },
+
+    /// A scope was used in a way its lifecycle does not allow (rule 12).
+    #[error("{0}")]
+    State(#[from] StateError),
+
+    /// The executor failed part-way through a flush (rule 7). The error holds
+    /// the intents that were not dispatched.
+    #[error(transparent)]
+    Dispatch(Box<DispatchError>),
+
+    /// A task run by name (a worker's [`run_json`](crate::registry::run_json))
+    /// returned an error.
+    #[error("task `{task}` failed: {source}")]
+    TaskFailed {
+        /// The task that failed.
+        task: &'static str,
+        /// Its error.
+        #[source]
+        source: crate::task::BoxError,
+    },
+
+    /// A task registry lookup failed: see [`RegistryError`](crate::RegistryError).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+impl Error {
+    /// The task the error is about, where there is one.
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Error::NoScope { task }
+            | Error::EnqueueInHook { task }
+            | Error::PolicyViolation { task, .. }
+            | Error::TaskFailed { task, .. } => Some(task),
+            Error::State(state) => state.task,
+            Error::Dispatch(dispatch) => Some(dispatch.failed_task),
+            Error::Registry(registry) => registry.task(),
+        }
+    }
+
+    /// The intents that were buffered but never dispatched, handed back so
+    /// they can be retried or persisted. Empty for errors that lose nothing.
+    pub fn into_undispatched(self) -> Vec<Intent> {
+        match self {
+            Error::Dispatch(dispatch) => dispatch.into_undispatched(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<DispatchError> for Error {
+    fn from(error: DispatchError) -> Self {
+        Error::Dispatch(Box::new(error))
+    }
+}
+
+/// Lets `?` carry an airlock error out of functions that return `io::Result`.
+impl From<Error> for std::io::Error {
+    fn from(error: Error) -> Self {
+        std::io::Error::other(error)
+    }
+}
+
+/// What was wrong with a scope's lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError {
+    pub(crate) task: Option<&'static str>,
+    pub(crate) kind: StateErrorKind,
+}
+
+/// The lifecycle rule a [`StateError`] broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateErrorKind {
+    /// `flush` or `discard` on a scope that is still current.
+    StillCurrent,
+    /// `exit` on a scope that is not the current one.
+    NotCurrent,
+    /// `flush` or `discard` after the scope was flushed.
+    AlreadyFlushed,
+    /// `flush` or `discard` after the scope was discarded.
+    AlreadyDiscarded,
+    /// `flush` after an earlier flush of this scope failed.
+    FlushFailed,
+    /// An enqueue through a handle whose scope has ended.
+    Ended,
+    /// A scope opened from inside a policy or scope hook.
+    InHook,
+    /// A handle asked for where no scope is current.
+    NoScope,
+}
+
+impl StateError {
+    pub(crate) fn new(kind: StateErrorKind) -> Self {
+        StateError { task: None, kind }
+    }
+
+    pub(crate) fn for_task(kind: StateErrorKind, task: &'static str) -> Self {
+        StateError {
+            task: Some(task),
+            kind,
+        }
+    }
+
+    /// Which rule was broken.
+    pub fn kind(&self) -> StateErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use StateErrorKind::*;
+        match self.kind {
+            StillCurrent => f.write_str(
+                "the scope is still current: call `exit()` before `flush()` or `discard()`",
+            ),
+            NotCurrent => f.write_str(
+                "the scope is not the current scope: exit the scopes entered after it first",
+            ),
+            AlreadyFlushed => f.write_str("the scope was already flushed: a scope flushes once"),
+            AlreadyDiscarded => f.write_str(
+                "the scope was discarded: its intents are gone and it cannot be flushed",
+            ),
+            FlushFailed => f.write_str(
+                "an earlier flush of this scope failed: the undispatched intents were handed back \
+                 in that error (`Error::into_undispatched`); retry them in a new scope",
+            ),
+            Ended => write!(
+                f,
+                "cannot enqueue `{}`: the scope this handle refers to has already ended, so the \
+                 intent was not buffered. Keep the scope open until the spawned work finishes \
+                 (join it before the scope returns)",
+                self.task.unwrap_or("?")
+            ),
+            NoScope => f.write_str(
+                "no airlock scope is active here to take a handle to: call `airlock::handle()` \
+                 inside the scope whose intents the spawned work should join",
+            ),
+            InHook => f.write_str(
+                "cannot open a scope inside a policy or scope hook: hooks only judge intents",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// An executor failed part-way through a flush.
+///
+/// Intents before the failed one were dispatched; the failed one and those
+/// after it were not (fail fast). They are handed back here.
+#[derive(Debug)]
+pub struct DispatchError {
+    pub(crate) report: FlushReport,
+    pub(crate) failed_task: &'static str,
+    pub(crate) source: BoxError,
+    pub(crate) failed: Option<Intent>,
+    pub(crate) undispatched: Vec<Intent>,
+}
+
+impl DispatchError {
+    /// What happened before the failure: the intents that were dispatched and
+    /// those the policies dropped.
+    pub fn report(&self) -> &FlushReport {
+        &self.report
+    }
+
+    /// The name of the task that failed.
+    pub fn failed_task(&self) -> &'static str {
+        self.failed_task
+    }
+
+    /// The failed intent, when the executor could hand it back (a queue that
+    /// refused it can; the inline executor, which moved it into the call that
+    /// failed, cannot).
+    pub fn failed(&self) -> Option<&Intent> {
+        self.failed.as_ref()
+    }
+
+    /// The intents after the failed one, which were not attempted.
+    pub fn not_attempted(&self) -> &[Intent] {
+        &self.undispatched
+    }
+
+    /// Every intent that was not dispatched, in order: the failed one (where
+    /// available), then those not attempted.
+    pub fn into_undispatched(self) -> Vec<Intent> {
+        let mut intents = Vec::with_capacity(self.undispatched.len() + 1);
+        intents.extend(self.failed);
+        intents.extend(self.undispatched);
+        intents
+    }
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dispatching `{}` failed after {} intent(s) were dispatched: {}",
+            self.failed_task,
+            self.report.dispatched_count(),
+            self.source
+        )?;
+        let left = self.undispatched.len() + usize::from(self.failed.is_some());
+        if left > 0 {
+            write!(
+                f,
+                "; {left} intent(s) were not dispatched and are handed back by \
+                 `Error::into_undispatched()` to retry or persist"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DispatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}

@@ -1,0 +1,288 @@
+//! Futures that carry airlock's per-thread state across `.await`: the state is
+//! swapped in around every poll, on whatever thread polls, as tokio's
+//! `TaskLocalFuture` does. Nothing here depends on a particular runtime.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use crate::config::Defaults;
+use crate::context::{CONTEXT, DefaultsOverride, Frame};
+use crate::executor::{Dispatch, DispatchFailure};
+use crate::kind::{self, Exit};
+use crate::policy::PolicyChain;
+use crate::report::FlushReport;
+use crate::scope::{self, Outcome, Prepared, Scope};
+use crate::task::BoxFuture;
+
+pin_project! {
+    /// The future returned by [`Scope::run_async`] and
+    /// [`scope_async`](crate::scope_async).
+    ///
+    /// Its scope is current whenever it is polled. When the inner future
+    /// completes, the scope flushes or discards by [`Outcome`], awaiting an
+    /// asynchronous executor. Dropped before completion, it discards.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ScopeFuture<F: Future> {
+        #[pin]
+        future: F,
+        state: State<F::Output>,
+    }
+}
+
+enum State<R> {
+    Start(Option<Scope>),
+    Running(FrameSlot),
+    Flushing {
+        out: Option<R>,
+        report: FlushReport,
+        dispatch: BoxFuture<Result<(), DispatchFailure>>,
+    },
+    Done,
+}
+
+/// Owns a scope's frame between polls; discards it if dropped with it.
+struct FrameSlot(Option<Frame>);
+
+impl Drop for FrameSlot {
+    fn drop(&mut self) {
+        if let Some(frame) = self.0.take() {
+            scope::discard(frame, Exit::Cancelled);
+        }
+    }
+}
+
+/// Puts the frame back in its slot when the poll ends, even by panic.
+struct Lend<'a> {
+    slot: &'a mut Option<Frame>,
+    id: u64,
+}
+
+impl<'a> Lend<'a> {
+    fn new(slot: &'a mut Option<Frame>) -> Self {
+        let frame = slot.take().expect("airlock: scope frame missing between polls");
+        let id = frame.id;
+        CONTEXT.with(|cx| {
+            if let Err(frame) = cx.push(frame) {
+                *slot = Some(frame);
+                panic!("airlock: a scope future was polled inside a policy or scope hook");
+            }
+        });
+        Lend { slot, id }
+    }
+}
+
+impl Drop for Lend<'_> {
+    fn drop(&mut self) {
+        *self.slot = CONTEXT.try_with(|cx| cx.pop(self.id)).ok().flatten();
+    }
+}
+
+impl<F: Future> ScopeFuture<F>
+where
+    F::Output: Outcome,
+{
+    pub(crate) fn new(scope: Scope, future: F) -> Self {
+        ScopeFuture {
+            future,
+            state: State::Start(Some(scope)),
+        }
+    }
+}
+
+impl<F: Future> Future for ScopeFuture<F>
+where
+    F::Output: Outcome,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state {
+                State::Start(scope) => {
+                    let scope = scope.take().expect("airlock: scope taken twice");
+                    let frame = CONTEXT.with(|cx| scope.into_frame(cx));
+                    *this.state = State::Running(FrameSlot(Some(frame)));
+                }
+                State::Running(slot) => {
+                    let poll = {
+                        let _lend = Lend::new(&mut slot.0);
+                        this.future.as_mut().poll(cx)
+                    };
+                    let Poll::Ready(out) = poll else {
+                        return Poll::Pending;
+                    };
+                    let frame = slot.0.take().expect("airlock: scope frame lost in poll");
+                    let exit = if out.is_success() {
+                        Exit::Success
+                    } else {
+                        Exit::Failure
+                    };
+                    let mut batch = match scope::prepare(frame, exit) {
+                        Prepared::Done(_) => {
+                            *this.state = State::Done;
+                            return Poll::Ready(out);
+                        }
+                        Prepared::Dispatch(batch) => batch,
+                    };
+                    let (intents, executor, report) = batch.take();
+                    match kind::start(intents, executor) {
+                        Dispatch::Done(result) => {
+                            *this.state = State::Done;
+                            return Poll::Ready(settle(out, report, result));
+                        }
+                        Dispatch::Pending(dispatch) => {
+                            *this.state = State::Flushing {
+                                out: Some(out),
+                                report,
+                                dispatch,
+                            };
+                        }
+                    }
+                }
+                State::Flushing {
+                    out,
+                    report,
+                    dispatch,
+                } => {
+                    let result = ready!(dispatch.as_mut().poll(cx));
+                    let out = out.take().expect("airlock: output taken twice");
+                    let report = std::mem::take(report);
+                    *this.state = State::Done;
+                    return Poll::Ready(settle(out, report, result));
+                }
+                State::Done => panic!("airlock: ScopeFuture polled after completion"),
+            }
+        }
+    }
+}
+
+fn settle<R: Outcome>(out: R, report: FlushReport, result: Result<(), DispatchFailure>) -> R {
+    match kind::settle(report, result) {
+        Ok(_) => out,
+        Err(error) => out.absorb_flush_error(error),
+    }
+}
+
+impl<F: Future> fmt::Debug for ScopeFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Start(_) => "not started",
+            State::Running(_) => "running",
+            State::Flushing { .. } => "flushing",
+            State::Done => "done",
+        };
+        f.debug_struct("ScopeFuture").field("state", &state).finish()
+    }
+}
+
+pin_project! {
+    /// The future returned by [`with_policy_async`](crate::with_policy_async):
+    /// a local policy region in force while the inner future is polled.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct PolicyFuture<F> {
+        #[pin]
+        future: F,
+        chain: Option<PolicyChain>,
+        linked: bool,
+    }
+}
+
+impl<F: Future> PolicyFuture<F> {
+    pub(crate) fn new(chain: PolicyChain, future: F) -> Self {
+        PolicyFuture {
+            future,
+            chain: Some(chain),
+            linked: false,
+        }
+    }
+}
+
+impl<F: Future> Future for PolicyFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !*this.linked {
+            // Regions nest: link to the regions in force where this future is
+            // first polled.
+            *this.linked = true;
+            let outer = CONTEXT.with(|cx| cx.local_chain());
+            if let (Some(outer), Some(chain)) = (outer, this.chain.take()) {
+                *this.chain = Some(chain.on_top_of(outer));
+            }
+        }
+        let _swap = SwapRegion::new(this.chain);
+        this.future.poll(cx)
+    }
+}
+
+/// Makes `slot` the thread's region chain for its lifetime, then puts both
+/// back.
+struct SwapRegion<'a> {
+    slot: &'a mut Option<PolicyChain>,
+    previous: Option<PolicyChain>,
+}
+
+impl<'a> SwapRegion<'a> {
+    fn new(slot: &'a mut Option<PolicyChain>) -> Self {
+        let previous = CONTEXT.with(|cx| cx.local.replace(slot.take()));
+        SwapRegion { slot, previous }
+    }
+}
+
+impl Drop for SwapRegion<'_> {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        if let Ok(ours) = CONTEXT.try_with(|cx| cx.local.replace(previous)) {
+            *self.slot = ours;
+        }
+    }
+}
+
+impl<F> fmt::Debug for PolicyFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future returned by
+    /// [`with_defaults_async`](crate::with_defaults_async).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithDefaults<F> {
+        #[pin]
+        future: F,
+        defaults: Option<Defaults>,
+    }
+}
+
+impl<F: Future> WithDefaults<F> {
+    pub(crate) fn new(defaults: Defaults, future: F) -> Self {
+        WithDefaults {
+            future,
+            defaults: Some(defaults),
+        }
+    }
+}
+
+impl<F: Future> Future for WithDefaults<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let guard = DefaultsOverride::set(this.defaults.take());
+        let poll = this.future.poll(cx);
+        *this.defaults = guard.restore();
+        poll
+    }
+}
+
+impl<F> fmt::Debug for WithDefaults<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithDefaults").finish_non_exhaustive()
+    }
+}

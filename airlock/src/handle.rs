@@ -1,0 +1,169 @@
+//! Carrying a scope to another thread or task (rule 11).
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::context::{CONTEXT, Context, Frame, Shared, Sink};
+use crate::error::{Result, StateError, StateErrorKind};
+use crate::intent::Intent;
+
+/// A `Send` handle to a scope, for work spawned on other threads or tasks.
+///
+/// Spawned work does not inherit the scope it was spawned from: that would let
+/// intents leak between units of work. Take a handle with [`handle`] and use
+/// it explicitly. Enqueueing through a handle after its scope has ended is an
+/// error ([`StateErrorKind::Ended`]), never a lost effect.
+///
+/// Intents sent through a handle join the scope's buffer when the scope ends,
+/// after the intents enqueued directly, and are judged and dispatched with
+/// them.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Resize { image: u32 }
+/// # impl Task for Resize { const NAME: &'static str = "resize"; fn run(self) -> Run { Run::ok() } }
+/// let (_, intents) = airlock::capture(|| {
+///     let handle = airlock::handle()?;
+///     std::thread::scope(|s| {
+///         s.spawn(|| handle.run(|| airlock::enqueue(Resize { image: 1 }))).join().unwrap()
+///     })
+/// });
+/// assert_eq!(intents.len(), 1);
+/// # Ok::<(), airlock::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ScopeHandle {
+    shared: Arc<Shared>,
+}
+
+/// A handle to the current scope.
+///
+/// # Errors
+///
+/// A [`StateError`] if no scope is current.
+pub fn handle() -> Result<ScopeHandle> {
+    CONTEXT.with(|cx| {
+        let mut frames = cx.frames.borrow_mut();
+        let policies = Context::scope_policies(&frames);
+        let top = frames
+            .last_mut()
+            .ok_or(StateError::new(StateErrorKind::NoScope))?;
+        let shared = match &mut top.sink {
+            Sink::Remote(shared) | Sink::Buffer { shared: Some(shared), .. } => shared.clone(),
+            Sink::Buffer { shared: slot, .. } => slot
+                .insert(Arc::new(Shared {
+                    inbox: Mutex::new(Some(Vec::new())),
+                    policies,
+                }))
+                .clone(),
+        };
+        Ok(ScopeHandle { shared })
+    })
+}
+
+impl ScopeHandle {
+    /// Whether the scope is still open to intents.
+    pub fn is_open(&self) -> bool {
+        self.shared
+            .inbox
+            .lock()
+            .map_or(false, |inbox| inbox.is_some())
+    }
+
+    /// Enqueues into the scope from anywhere.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](crate::enqueue), and [`StateErrorKind::Ended`] once the
+    /// scope has ended.
+    pub fn enqueue(&self, intent: impl Into<Intent>) -> Result<()> {
+        self.run(|| crate::enqueue(intent))
+    }
+
+    /// Runs `f` with the scope current on this thread: plain
+    /// [`enqueue`](crate::enqueue) calls inside reach it, and scopes opened
+    /// inside are captured into it.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _lent = RemoteFrame::push(&self.shared);
+        f()
+    }
+
+    /// Makes the scope current while `future` is polled.
+    pub fn run_async<F: Future>(&self, future: F) -> HandleFuture<F> {
+        HandleFuture {
+            future,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ScopeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeHandle")
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+/// A remote frame on this thread's stack for as long as it lives.
+struct RemoteFrame {
+    id: u64,
+}
+
+impl RemoteFrame {
+    fn push(shared: &Arc<Shared>) -> Self {
+        CONTEXT.with(|cx| {
+            let frame = Frame {
+                id: cx.next_id(),
+                policy: None,
+                executor: None,
+                kind: None,
+                sink: Sink::Remote(shared.clone()),
+            };
+            let id = frame.id;
+            if cx.push(frame).is_err() {
+                panic!("airlock: a scope handle was entered inside a policy or scope hook");
+            }
+            RemoteFrame { id }
+        })
+    }
+}
+
+impl Drop for RemoteFrame {
+    fn drop(&mut self) {
+        let _ = CONTEXT.try_with(|cx| cx.pop(self.id));
+    }
+}
+
+pin_project! {
+    /// The future returned by [`ScopeHandle::run_async`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct HandleFuture<F> {
+        #[pin]
+        future: F,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F: Future> Future for HandleFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _lent = RemoteFrame::push(this.shared);
+        this.future.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for HandleFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,252 @@
+//! Intents: one buffered call, inspectable until it escapes.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::policy::{Policy, PolicyChain};
+use crate::task::{DispatchOptions, Run, Task};
+
+/// One buffered side effect: a typed task payload plus how to dispatch it.
+///
+/// Intents are made by [`enqueue`](crate::enqueue) (from any [`Task`]) or
+/// explicitly with [`Intent::new`] when options or an origin are wanted. Until
+/// their scope flushes they can be inspected: by name, by payload type, as JSON.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{Intent, Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// # struct SendEmail { order_id: u64, to: String }
+/// # impl Task for SendEmail {
+/// #     const NAME: &'static str = "send_email";
+/// #     fn run(self) -> Run { Run::ok() }
+/// # }
+/// let intent = Intent::new(SendEmail { order_id: 42, to: "a@b.c".into() })
+///     .with_origin("checkout");
+/// assert_eq!(intent.name(), "send_email");
+/// assert_eq!(intent.payload::<SendEmail>().unwrap().order_id, 42);
+/// assert_eq!(intent.to_json()?["to"], "a@b.c");
+/// assert_eq!(intent.to_string(), r#"send_email(order_id: 42, to: "a@b.c")"#);
+/// assert_eq!(intent.origin(), Some("checkout"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub struct Intent {
+    payload: Box<dyn ErasedTask>,
+    /// Local policy regions active at enqueue, innermost first.
+    pub(crate) local: Option<PolicyChain>,
+    /// Rarely used parts, kept out of line so a buffered intent stays small.
+    extra: Option<Box<Extra>>,
+    pub(crate) captured: bool,
+}
+
+#[derive(Clone, Default)]
+struct Extra {
+    options: Option<DispatchOptions>,
+    origin: Option<Cow<'static, str>>,
+    /// Policies of the scopes this intent was captured from, innermost first.
+    scope_policies: Vec<Arc<dyn Policy>>,
+}
+
+impl Intent {
+    /// Wraps a task payload; its dispatch options start as the task's defaults.
+    pub fn new<T: Task>(task: T) -> Self {
+        Intent {
+            payload: Box::new(task),
+            local: None,
+            extra: None,
+            captured: false,
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Replaces the dispatch options; options left unset fall back to the
+    /// task's defaults.
+    pub fn with_options(mut self, options: DispatchOptions) -> Self {
+        self.extra_mut().options = Some(options);
+        self
+    }
+
+    /// Records where the intent came from (a request id, a command name), for
+    /// logs and executors.
+    pub fn with_origin(mut self, origin: impl Into<Cow<'static, str>>) -> Self {
+        self.extra_mut().origin = Some(origin.into());
+        self
+    }
+
+    /// The task's stable name.
+    pub fn name(&self) -> &'static str {
+        self.payload.name()
+    }
+
+    /// The payload as its own type, or `None` if it is another task.
+    pub fn payload<T: Task>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.payload;
+        any.downcast_ref()
+    }
+
+    /// Whether the payload is a `T`.
+    pub fn is<T: Task>(&self) -> bool {
+        self.payload::<T>().is_some()
+    }
+
+    /// The payload serialized to JSON.
+    ///
+    /// # Errors
+    ///
+    /// Fails only if the payload's `Serialize` impl fails (a map with non-string
+    /// keys, for instance).
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        self.payload.to_json()
+    }
+
+    /// The effective dispatch options: this intent's own, then the task's
+    /// defaults.
+    pub fn options(&self) -> Cow<'_, DispatchOptions> {
+        let defaults = self.payload.default_options();
+        match self.extra.as_ref().and_then(|e| e.options.as_ref()) {
+            None => Cow::Owned(defaults),
+            Some(own) if defaults == DispatchOptions::default() => Cow::Borrowed(own),
+            Some(own) => Cow::Owned(own.clone().or(&defaults)),
+        }
+    }
+
+    /// Where the intent came from, if that was recorded.
+    pub fn origin(&self) -> Option<&str> {
+        self.extra.as_ref()?.origin.as_deref()
+    }
+
+    /// Whether the task runs asynchronously ([`Task::IS_ASYNC`]).
+    pub fn is_async(&self) -> bool {
+        self.payload.is_async()
+    }
+
+    /// Whether this intent was captured from a nested scope rather than
+    /// enqueued directly into the scope that holds it.
+    pub fn is_captured(&self) -> bool {
+        self.captured
+    }
+
+    /// Every policy that will judge this intent at flush, before the policy of
+    /// the scope that flushes it: the local policy regions it was enqueued in
+    /// (innermost first), then the policies of the nested scopes it was
+    /// captured from (innermost first).
+    pub fn policies(&self) -> impl Iterator<Item = &dyn Policy> {
+        let local = self.local.iter().flat_map(PolicyChain::iter);
+        let scopes = self
+            .extra
+            .iter()
+            .flat_map(|e| e.scope_policies.iter().map(|p| &**p));
+        local.chain(scopes)
+    }
+
+    pub(crate) fn push_scope_policy(&mut self, policy: Arc<dyn Policy>) {
+        self.extra_mut().scope_policies.push(policy);
+    }
+
+    /// Runs the task in place, consuming the intent.
+    pub fn run(self) -> Run {
+        self.payload.run()
+    }
+}
+
+impl<T: Task> From<T> for Intent {
+    fn from(task: T) -> Self {
+        Intent::new(task)
+    }
+}
+
+impl Clone for Intent {
+    fn clone(&self) -> Self {
+        Intent {
+            payload: self.payload.clone_box(),
+            local: self.local.clone(),
+            extra: self.extra.clone(),
+            captured: self.captured,
+        }
+    }
+}
+
+impl fmt::Debug for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Intent");
+        d.field("name", &self.name());
+        d.field("payload", &self.payload.as_debug());
+        if let Some(extra) = &self.extra {
+            if let Some(options) = &extra.options {
+                d.field("options", options);
+            }
+            if let Some(origin) = &extra.origin {
+                d.field("origin", origin);
+            }
+        }
+        if self.captured {
+            d.field("captured", &true);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Reads like the call it stands for: `send_email(order_id: 42, to: "a@b.c")`.
+impl fmt::Display for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = match self.payload.to_json_string() {
+            Ok(json) => json,
+            Err(error) => return write!(f, "{}(<unserializable: {error}>)", self.name()),
+        };
+        crate::call_display::write_call(f, self.name(), &json)
+    }
+}
+
+/// The object-safe face of a [`Task`], so intents of different tasks can share
+/// one buffer.
+pub(crate) trait ErasedTask: Any + Send + Sync {
+    fn name(&self) -> &'static str;
+    fn is_async(&self) -> bool;
+    fn default_options(&self) -> DispatchOptions;
+    fn run(self: Box<Self>) -> Run;
+    fn clone_box(&self) -> Box<dyn ErasedTask>;
+    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
+    fn to_json_string(&self) -> serde_json::Result<String>;
+    fn as_debug(&self) -> &dyn fmt::Debug;
+}
+
+impl<T: Task> ErasedTask for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn is_async(&self) -> bool {
+        T::IS_ASYNC
+    }
+
+    fn default_options(&self) -> DispatchOptions {
+        T::default_options()
+    }
+
+    fn run(self: Box<Self>) -> Run {
+        Task::run(*self)
+    }
+
+    fn clone_box(&self) -> Box<dyn ErasedTask> {
+        Box::new(self.clone())
+    }
+
+    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+
+    fn to_json_string(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    fn as_debug(&self) -> &dyn fmt::Debug {
+        self
+    }
+}

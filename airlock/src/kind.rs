@@ -1,0 +1,273 @@
+//! Scope kinds: WHEN a scope's intents escape.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::error::{DispatchError, Result};
+use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
+use crate::intent::Intent;
+use crate::report::{Fate, FlushReport};
+
+/// How a scope's body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// A normal return, or `Ok`.
+    Success,
+    /// `Err` (or whatever an [`Outcome`](crate::Outcome) counts as failure).
+    Failure,
+    /// The body panicked. Always discards.
+    Panic,
+    /// An async scope's future was dropped before it completed. Always
+    /// discards.
+    Cancelled,
+}
+
+/// Which of a descendant's intents it may dispatch itself; the rest are
+/// captured into the ancestor that answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Capture them all (the default: the outermost scope decides).
+    None,
+    /// Let them all through to the next ancestor, or to dispatch.
+    All,
+    /// Let through the intents at these indices; capture the others.
+    Only(Vec<usize>),
+}
+
+/// The scope whose intents an ancestor is asked about.
+#[derive(Clone, Copy)]
+pub struct Descendant<'a> {
+    pub(crate) kind: Option<&'a dyn ScopeKind>,
+}
+
+impl<'a> Descendant<'a> {
+    /// The exiting scope's kind, if it is a `K`.
+    pub fn kind<K: ScopeKind>(&self) -> Option<&'a K> {
+        let any: &dyn Any = self.kind?;
+        any.downcast_ref()
+    }
+
+    /// Whether the exiting scope is a plain scope (no custom kind).
+    pub fn is_plain(&self) -> bool {
+        self.kind.is_none()
+    }
+}
+
+/// Customizes WHEN a scope lets its intents escape.
+///
+/// Every hook has the behaviour of a plain scope as its default: flush on
+/// success, capture every descendant's intents, dispatch right away.
+///
+/// # Examples
+///
+/// A scope that flushes even when its body fails (for alerting):
+///
+/// ```
+/// use airlock::{Exit, Scope, ScopeKind};
+///
+/// struct AlwaysFlush;
+///
+/// impl ScopeKind for AlwaysFlush {
+///     fn should_flush(&self, exit: Exit) -> bool {
+///         matches!(exit, Exit::Success | Exit::Failure)
+///     }
+/// }
+///
+/// let result: Result<(), airlock::Error> = Scope::new().kind(AlwaysFlush).run(|| {
+///     // airlock::enqueue(PageOnCall { ... })?;
+///     Err(airlock::Error::NoScope { task: "example" })
+/// });
+/// assert!(result.is_err());
+/// ```
+pub trait ScopeKind: Any + Send + Sync {
+    /// Whether to flush, given how the body ended. Called for
+    /// [`Exit::Success`] and [`Exit::Failure`]; a panic or cancellation always
+    /// discards.
+    fn should_flush(&self, exit: Exit) -> bool {
+        exit == Exit::Success
+    }
+
+    /// Called on each enclosing scope, nearest first, when a nested scope
+    /// flushes: which of `intents` may the exiting scope dispatch itself? The
+    /// others are captured into this scope's buffer, still carrying the
+    /// exiting scope's policy.
+    fn before_descendant_flushes(&self, exiting: &Descendant<'_>, intents: &[Intent]) -> Release {
+        let _ = (exiting, intents);
+        Release::None
+    }
+
+    /// Decides when the filtered intents are dispatched. Return the batch to
+    /// dispatch it now; keep it (and return `None`) to dispatch it later, for
+    /// instance after a database transaction commits. The scope itself is
+    /// finished either way.
+    fn schedule(&self, batch: Batch) -> Option<Batch> {
+        Some(batch)
+    }
+}
+
+impl<K: ScopeKind + ?Sized> ScopeKind for Arc<K> {
+    fn should_flush(&self, exit: Exit) -> bool {
+        (**self).should_flush(exit)
+    }
+    fn before_descendant_flushes(&self, exiting: &Descendant<'_>, intents: &[Intent]) -> Release {
+        (**self).before_descendant_flushes(exiting, intents)
+    }
+    fn schedule(&self, batch: Batch) -> Option<Batch> {
+        (**self).schedule(batch)
+    }
+}
+
+/// A scope whose descendants dispatch their own intents when they flush,
+/// instead of handing them up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Independent;
+
+impl ScopeKind for Independent {
+    fn before_descendant_flushes(&self, _: &Descendant<'_>, _: &[Intent]) -> Release {
+        Release::All
+    }
+}
+
+/// Filtered intents on their way to the executor.
+///
+/// A [`ScopeKind::schedule`] that defers dispatch keeps the batch and later
+/// calls [`dispatch`](Batch::dispatch) (or [`discard`](Batch::discard), for a
+/// rolled-back transaction). A batch dropped without either logs a warning
+/// naming what was lost.
+#[must_use = "a batch dispatches nothing until `dispatch` is called"]
+pub struct Batch {
+    intents: Vec<Intent>,
+    executor: Option<Arc<dyn Executor>>,
+    report: FlushReport,
+}
+
+impl Batch {
+    pub(crate) fn new(
+        intents: Vec<Intent>,
+        executor: Option<Arc<dyn Executor>>,
+        report: FlushReport,
+    ) -> Self {
+        Batch {
+            intents,
+            executor,
+            report,
+        }
+    }
+
+    /// The intents to dispatch, in order.
+    pub fn intents(&self) -> &[Intent] {
+        &self.intents
+    }
+
+    /// Dispatches the batch now, blocking on an asynchronous executor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Dispatch`](crate::Error::Dispatch) if the executor fails; it
+    /// hands back the intents that were not dispatched.
+    pub fn dispatch(mut self) -> Result<FlushReport> {
+        let (intents, executor, report) = self.take();
+        settle(report, start(intents, executor).wait())
+    }
+
+    /// Dispatches the batch now, awaiting an asynchronous executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch`](Batch::dispatch).
+    pub async fn dispatch_async(mut self) -> Result<FlushReport> {
+        let (intents, executor, report) = self.take();
+        let result = match start(intents, executor) {
+            Dispatch::Done(result) => result,
+            Dispatch::Pending(future) => future.await,
+        };
+        settle(report, result)
+    }
+
+    /// Drops the intents on purpose, returning how many there were.
+    pub fn discard(mut self) -> usize {
+        let count = self.intents.len();
+        self.intents.clear();
+        tracing::debug!(target: "airlock", discarded = count, "deferred batch discarded");
+        count
+    }
+
+    pub(crate) fn take(&mut self) -> (Vec<Intent>, Option<Arc<dyn Executor>>, FlushReport) {
+        (
+            std::mem::take(&mut self.intents),
+            self.executor.take(),
+            std::mem::take(&mut self.report),
+        )
+    }
+
+    pub(crate) fn report(&self) -> &FlushReport {
+        &self.report
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.intents.is_empty() {
+            let lost: Vec<String> = self.intents.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                target: "airlock",
+                count = lost.len(),
+                intents = ?lost,
+                "a deferred batch was dropped without dispatch() or discard(): its intents are lost"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("intents", &self.intents).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -> Dispatch {
+    if intents.is_empty() {
+        return Dispatch::Done(Ok(()));
+    }
+    match executor {
+        Some(executor) => executor.dispatch(intents),
+        None => InlineExecutor.dispatch(intents),
+    }
+}
+
+/// Folds the executor's answer into the report, or into an error that hands
+/// back what was not dispatched.
+pub(crate) fn settle(
+    mut report: FlushReport,
+    result: std::result::Result<(), DispatchFailure>,
+) -> Result<FlushReport> {
+    let failure = match result {
+        Ok(()) => return Ok(report),
+        Err(failure) => failure,
+    };
+    let mut seen = 0;
+    report.entries.retain(|entry| {
+        if entry.fate != Fate::Dispatched {
+            return true;
+        }
+        seen += 1;
+        seen <= failure.dispatched
+    });
+    tracing::error!(
+        target: "airlock",
+        task = failure.failed_task,
+        error = %failure.error,
+        dispatched = failure.dispatched,
+        not_dispatched = failure.not_attempted.len() + usize::from(failure.failed.is_some()),
+        "flush failed"
+    );
+    Err(DispatchError {
+        report,
+        failed_task: failure.failed_task,
+        source: failure.error,
+        failed: failure.failed,
+        undispatched: failure.not_attempted,
+    }
+    .into())
+}

@@ -1,0 +1,162 @@
+//! Express side effects anywhere; control whether and when they escape.
+//!
+//! Domain code knows which side effects belong to an operation ("processing an
+//! order notifies the warehouse"), but not whether this is the moment to
+//! perform them: the transaction may still roll back, the caller may be a
+//! migration that must not email anyone, or a test that wants to look at the
+//! effects instead. airlock lets the code *state* the effect where it belongs
+//! and lets the context decide:
+//!
+//! - [`enqueue`] buffers a typed *intent* in the current [`Scope`];
+//! - the scope (WHEN) flushes on success and discards on failure;
+//! - a [`Policy`] (WHAT) decides which intents may escape;
+//! - an [`Executor`] (HOW) runs what escapes: a plain call, a tokio task, a job
+//!   queue.
+//!
+//! ```
+//! use airlock::{AssertNoEffects, BlockTasks, DropAll, Run, Scope, Task};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! struct SendConfirmationEmail {
+//!     order_id: u64,
+//! }
+//!
+//! impl Task for SendConfirmationEmail {
+//!     const NAME: &'static str = "send_confirmation_email";
+//!     fn run(self) -> Run {
+//!         println!("emailing about order {}", self.order_id);
+//!         Run::ok()
+//!     }
+//! }
+//!
+//! fn process(order_id: u64) -> airlock::Result<()> {
+//!     // ... update the order ...
+//!     airlock::enqueue(SendConfirmationEmail { order_id })
+//! }
+//!
+//! // An endpoint: the email goes out when the closure returns Ok.
+//! airlock::scope(|| process(7))?;
+//! // A migration: nothing escapes.
+//! Scope::new().policy(DropAll).run(|| process(7))?;
+//! // A test: any enqueue is an error naming the task.
+//! assert!(Scope::new().policy(AssertNoEffects).run(|| process(7)).is_err());
+//! // A test: look at what would have escaped.
+//! let (_, intents) = airlock::capture(|| process(7));
+//! assert_eq!(intents[0].payload(), Some(&SendConfirmationEmail { order_id: 7 }));
+//! // An admin endpoint: everything but the email.
+//! Scope::new().policy(BlockTasks::of::<SendConfirmationEmail>()).run(|| process(7))?;
+//! # Ok::<(), airlock::Error>(())
+//! ```
+//!
+//! With the `macros` feature (on by default), `#[airlock::task]` writes the
+//! [`Task`] struct from a function, and `#[airlock::scoped]` runs a function
+//! in a scope.
+//!
+//! # The rules
+//!
+//! - No scope, no effect: [`enqueue`] outside a scope is [`Error::NoScope`].
+//! - Effects escape only at flush, in the order they were enqueued.
+//! - A nested scope's intents are captured by the enclosing scope by default;
+//!   the outermost scope decides ([`ScopeKind::before_descendant_flushes`]).
+//! - Every policy on the path counts: an enclosing scope's policy sees every
+//!   enqueue inside it, and a nested scope's policy still judges its intents
+//!   after they are captured.
+//! - Each thread and each async task has its own current scope; spawned work
+//!   reaches a scope only through an explicit [`handle`].
+//! - If the executor fails, the intents not dispatched are handed back in the
+//!   error ([`Error::into_undispatched`]).
+//!
+//! # Features
+//!
+//! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
+//! - `tokio`: [`TokioExecutor`](crate::executor::TokioExecutor).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate self as airlock;
+
+mod block_on;
+mod call_display;
+mod config;
+mod context;
+mod error;
+pub mod executor;
+mod future;
+mod handle;
+mod intent;
+mod kind;
+pub mod policy;
+pub mod registry;
+mod report;
+mod scope;
+mod task;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::config::{
+    Defaults, configure, defaults, reset_defaults, with_defaults, with_defaults_async,
+};
+pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
+#[cfg(feature = "tokio")]
+pub use crate::executor::TokioExecutor;
+pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
+pub use crate::future::{PolicyFuture, ScopeFuture, WithDefaults};
+pub use crate::handle::{HandleFuture, ScopeHandle, handle};
+pub use crate::intent::Intent;
+pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
+pub use crate::policy::{
+    AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy, Violation,
+};
+pub use crate::registry::{Registration, RegistryError};
+pub use crate::report::{Fate, FlushReport, ReportEntry};
+pub use crate::scope::{
+    ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
+    with_policy_async,
+};
+pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+
+#[cfg(feature = "macros")]
+pub use airlock_macros::{scoped, task};
+
+/// Buffers a side effect in the current scope.
+///
+/// Accepts any [`Task`] value, or an [`Intent`] built with options. Runs the
+/// `on_enqueue` hook of the local policy regions and of every enclosing
+/// scope's policy, innermost first; the intent escapes only when the scope
+/// flushes.
+///
+/// # Errors
+///
+/// - [`Error::NoScope`] with no current scope: nothing runs.
+/// - [`Error::PolicyViolation`] if a policy rejects it: it is not buffered.
+/// - [`Error::EnqueueInHook`] from inside a policy or scope hook.
+/// - [`Error::State`] through a [`handle`] whose scope has ended.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{DispatchOptions, Intent, Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+/// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
+/// let error = airlock::enqueue(Ping).unwrap_err();
+/// assert!(matches!(error, airlock::Error::NoScope { task: "ping" }));
+///
+/// airlock::scope(|| {
+///     airlock::enqueue(Ping)?;
+///     airlock::enqueue(Intent::new(Ping).with_options(DispatchOptions::new().queue("fast")))
+/// })?;
+/// # Ok::<(), airlock::Error>(())
+/// ```
+#[inline]
+pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
+    let intent = intent.into();
+    let task = intent.name();
+    match context::CONTEXT.try_with(|cx| cx.enqueue(intent)) {
+        Ok(result) => result,
+        // The thread is shutting down: no scope can be current.
+        Err(_) => Err(Error::NoScope { task }),
+    }
+}

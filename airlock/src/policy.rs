@@ -1,0 +1,376 @@
+//! Policies: WHAT may escape.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::intent::Intent;
+use crate::task::Task;
+
+/// Decides which intents may escape. Policies filter and observe; they never
+/// reorder, and they cannot enqueue (an `enqueue` from a hook returns
+/// [`Error::EnqueueInHook`](crate::Error::EnqueueInHook)).
+///
+/// Both hooks have permissive defaults, so a policy implements only what it
+/// needs.
+///
+/// # Examples
+///
+/// A policy that refuses intents bound for a queue that is being drained:
+///
+/// ```
+/// use airlock::{Intent, Policy, Violation};
+///
+/// struct QueueClosed(&'static str);
+///
+/// impl Policy for QueueClosed {
+///     fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+///         if intent.options().queue.as_deref() == Some(self.0) {
+///             return Err(Violation::new(format!("queue `{}` is closed for maintenance", self.0)));
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Policy: Send + Sync + 'static {
+    /// Called when an intent is enqueued, for the local policy regions it is
+    /// enqueued in and the policy of every enclosing scope, innermost first.
+    /// Returning an error rejects the intent: it is not buffered and `enqueue`
+    /// returns [`Error::PolicyViolation`](crate::Error::PolicyViolation).
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+        let _ = intent;
+        Ok(())
+    }
+
+    /// Called at flush. `false` drops the intent: it is not dispatched, and the
+    /// flush report says which policy dropped it.
+    fn allows(&self, intent: &Intent) -> bool {
+        let _ = intent;
+        true
+    }
+
+    /// A short name for reports and errors; the type's name by default.
+    fn name(&self) -> &'static str {
+        short_type_name(std::any::type_name::<Self>())
+    }
+
+    /// The name of the policy that drops `intent`, if any: combinators report
+    /// the member that said no rather than themselves.
+    #[doc(hidden)]
+    fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
+        (!self.allows(intent)).then(|| self.name())
+    }
+}
+
+/// Why a policy rejected an intent at enqueue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    reason: Cow<'static, str>,
+}
+
+impl Violation {
+    /// A rejection with a reason that tells the user what to change.
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        Violation {
+            reason: reason.into(),
+        }
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn short_type_name(full: &'static str) -> &'static str {
+    let head = full.find('<').map_or(full, |i| &full[..i]);
+    match head.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+macro_rules! forward_policy {
+    ($($ptr:ident),*) => {$(
+        impl<P: Policy + ?Sized> Policy for $ptr<P> {
+            fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+                (**self).on_enqueue(intent)
+            }
+            fn allows(&self, intent: &Intent) -> bool {
+                (**self).allows(intent)
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
+                (**self).dropped_by(intent)
+            }
+        }
+    )*};
+}
+forward_policy!(Box, Arc);
+
+/// Several policies as one: every member must allow an intent, and the first
+/// member to reject it at enqueue wins. Tuples of up to six policies combine
+/// the same way.
+///
+/// # Examples
+///
+/// ```
+/// use airlock::{BlockTasks, LogOnFlush, Policy, Scope};
+///
+/// let scope = Scope::new().policy((LogOnFlush::new(), BlockTasks::names(["send_sms"])));
+/// let dynamic: Vec<Box<dyn Policy>> = vec![Box::new(LogOnFlush::new())];
+/// let scope = Scope::new().policy(dynamic);
+/// ```
+impl<P: Policy> Policy for Vec<P> {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+        self.iter().try_for_each(|p| p.on_enqueue(intent))
+    }
+    fn allows(&self, intent: &Intent) -> bool {
+        self.iter().all(|p| p.allows(intent))
+    }
+    fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
+        self.iter().find_map(|p| p.dropped_by(intent))
+    }
+}
+
+macro_rules! tuple_policy {
+    ($($name:ident)+) => {
+        impl<$($name: Policy),+> Policy for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+                let ($($name,)+) = self;
+                $($name.on_enqueue(intent)?;)+
+                Ok(())
+            }
+            #[allow(non_snake_case)]
+            fn allows(&self, intent: &Intent) -> bool {
+                let ($($name,)+) = self;
+                $($name.allows(intent))&&+
+            }
+            #[allow(non_snake_case)]
+            fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
+                let ($($name,)+) = self;
+                None$(.or_else(|| $name.dropped_by(intent)))+
+            }
+        }
+    };
+}
+tuple_policy!(A B);
+tuple_policy!(A B C);
+tuple_policy!(A B C D);
+tuple_policy!(A B C D E);
+tuple_policy!(A B C D E F);
+
+/// Lets everything through. The default policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowAll;
+
+impl Policy for AllowAll {}
+
+/// Buffers everything and dispatches nothing: a dry run, a migration, a
+/// backfill.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DropAll;
+
+impl Policy for DropAll {
+    fn allows(&self, _: &Intent) -> bool {
+        false
+    }
+}
+
+/// Makes any enqueue an error naming the task: for tests of code that must be
+/// free of side effects.
+///
+/// Applies to enqueues made anywhere inside the scope, nested scopes included.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AssertNoEffects;
+
+impl Policy for AssertNoEffects {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+        Err(Violation::new(format!(
+            "no side effects are allowed here, but `{intent}` was enqueued"
+        )))
+    }
+
+    fn allows(&self, _: &Intent) -> bool {
+        // Intents captured from a nested scope that was opened before this
+        // policy applied cannot exist, but a scope's own policy is checked at
+        // flush too: keep the promise there as well.
+        false
+    }
+}
+
+/// Blocks some tasks and lets the others through.
+///
+/// Tasks are named by type ([`BlockTasks::of`], checked by the compiler) or by
+/// their stable name ([`BlockTasks::names`], for names that come from
+/// configuration). Blocked intents stay buffered and are dropped at flush;
+/// [`reject_at_enqueue`](BlockTasks::reject_at_enqueue) turns the enqueue
+/// itself into an error instead.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{BlockTasks, Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct SendEmail;
+/// # impl Task for SendEmail { const NAME: &'static str = "send_email"; fn run(self) -> Run { Run::ok() } }
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct SendSms;
+/// # impl Task for SendSms { const NAME: &'static str = "send_sms"; fn run(self) -> Run { Run::ok() } }
+/// let by_type = BlockTasks::of::<SendEmail>().and::<SendSms>();
+/// let by_name = BlockTasks::names(["send_email", "send_sms"]).reject_at_enqueue();
+/// assert!(by_type.blocks("send_sms") && by_name.blocks("send_email"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BlockTasks {
+    names: Vec<Cow<'static, str>>,
+    reject: bool,
+}
+
+impl BlockTasks {
+    /// Blocks the tasks with these stable names.
+    pub fn names<I>(names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cow<'static, str>>,
+    {
+        BlockTasks {
+            names: names.into_iter().map(Into::into).collect(),
+            reject: false,
+        }
+    }
+
+    /// Blocks task `T`.
+    pub fn of<T: Task>() -> Self {
+        BlockTasks::names([T::NAME])
+    }
+
+    /// Blocks task `T` too.
+    pub fn and<T: Task>(self) -> Self {
+        self.and_name(T::NAME)
+    }
+
+    /// Blocks the task with this stable name too.
+    pub fn and_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.names.push(name.into());
+        self
+    }
+
+    /// Rejects blocked tasks at enqueue ([`Error::PolicyViolation`](crate::Error::PolicyViolation))
+    /// instead of dropping them at flush.
+    pub fn reject_at_enqueue(mut self) -> Self {
+        self.reject = true;
+        self
+    }
+
+    /// Whether the task with this name is blocked.
+    pub fn blocks(&self, name: &str) -> bool {
+        self.names.iter().any(|blocked| blocked == name)
+    }
+}
+
+impl Policy for BlockTasks {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+        if self.reject && self.blocks(intent.name()) {
+            return Err(Violation::new(format!(
+                "`{}` is blocked here; remove it from the BlockTasks list or do not enqueue it",
+                intent.name()
+            )));
+        }
+        Ok(())
+    }
+
+    fn allows(&self, intent: &Intent) -> bool {
+        !self.blocks(intent.name())
+    }
+}
+
+/// Allows everything and logs each intent through `tracing` as it is judged at
+/// flush (target `airlock`, `INFO` unless [`level`](LogOnFlush::level) says
+/// otherwise).
+#[derive(Clone, Copy, Debug)]
+pub struct LogOnFlush {
+    level: tracing::Level,
+}
+
+impl LogOnFlush {
+    /// Logs at `INFO`.
+    pub fn new() -> Self {
+        LogOnFlush {
+            level: tracing::Level::INFO,
+        }
+    }
+
+    /// Logs at `level`.
+    pub fn level(mut self, level: tracing::Level) -> Self {
+        self.level = level;
+        self
+    }
+}
+
+impl Default for LogOnFlush {
+    fn default() -> Self {
+        LogOnFlush::new()
+    }
+}
+
+impl Policy for LogOnFlush {
+    fn allows(&self, intent: &Intent) -> bool {
+        macro_rules! log {
+            ($level:expr) => {
+                tracing::event!(target: "airlock", $level, task = intent.name(), %intent, "flushing intent")
+            };
+        }
+        match self.level {
+            tracing::Level::ERROR => log!(tracing::Level::ERROR),
+            tracing::Level::WARN => log!(tracing::Level::WARN),
+            tracing::Level::INFO => log!(tracing::Level::INFO),
+            tracing::Level::DEBUG => log!(tracing::Level::DEBUG),
+            tracing::Level::TRACE => log!(tracing::Level::TRACE),
+        }
+        true
+    }
+}
+
+/// Local policy regions in force, innermost first: an immutable list shared by
+/// every intent enqueued in the region.
+#[derive(Clone)]
+pub(crate) struct PolicyChain(Arc<Node<dyn Policy>>);
+
+struct Node<P: ?Sized> {
+    next: Option<PolicyChain>,
+    policy: P,
+}
+
+impl PolicyChain {
+    pub(crate) fn push<P: Policy>(next: Option<PolicyChain>, policy: P) -> Self {
+        PolicyChain(Arc::new(Node { next, policy }))
+    }
+
+    /// Links a freshly made region (not yet shared) above `outer`.
+    pub(crate) fn on_top_of(mut self, outer: PolicyChain) -> Self {
+        if let Some(node) = Arc::get_mut(&mut self.0) {
+            node.next = Some(outer);
+        }
+        self
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn Policy> {
+        let mut node = Some(&*self.0);
+        std::iter::from_fn(move || {
+            let current = node?;
+            node = current.next.as_ref().map(|chain| &*chain.0);
+            Some(&current.policy)
+        })
+    }
+}

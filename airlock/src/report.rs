@@ -1,0 +1,87 @@
+//! What a flush did with each intent.
+
+/// What became of one intent at flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fate {
+    /// Handed to the executor, which accepted it.
+    Dispatched,
+    /// Dropped at flush by the named policy.
+    Dropped {
+        /// The policy's [`name`](crate::Policy::name).
+        policy: &'static str,
+    },
+    /// Allowed, and handed to the scope kind's deferred dispatch
+    /// ([`ScopeKind::schedule`](crate::ScopeKind::schedule)).
+    Deferred,
+}
+
+/// One line of a [`FlushReport`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportEntry {
+    /// The task's stable name.
+    pub task: &'static str,
+    /// What happened to it.
+    pub fate: Fate,
+}
+
+/// What a flush did, intent by intent, in enqueue order (rule 6).
+///
+/// Intents handed to an enclosing scope (captured) are not listed: they are
+/// that scope's to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub(crate) entries: Vec<ReportEntry>,
+    pub(crate) captured: usize,
+}
+
+impl FlushReport {
+    /// Every intent this flush judged, in order.
+    pub fn entries(&self) -> &[ReportEntry] {
+        &self.entries
+    }
+
+    /// The names of the dispatched tasks, in dispatch order.
+    pub fn dispatched(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.with_fate(|fate| fate == Fate::Dispatched)
+    }
+
+    /// How many intents were dispatched.
+    pub fn dispatched_count(&self) -> usize {
+        self.dispatched().count()
+    }
+
+    /// The dropped tasks, each with the policy that dropped it.
+    pub fn dropped(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.entries.iter().filter_map(|e| match e.fate {
+            Fate::Dropped { policy } => Some((e.task, policy)),
+            _ => None,
+        })
+    }
+
+    /// The names of the tasks whose dispatch the scope kind deferred.
+    pub fn deferred(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.with_fate(|fate| fate == Fate::Deferred)
+    }
+
+    /// How many intents were handed to an enclosing scope instead of being
+    /// judged here.
+    pub fn captured(&self) -> usize {
+        self.captured
+    }
+
+    fn with_fate(&self, keep: fn(Fate) -> bool) -> impl Iterator<Item = &'static str> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| keep(e.fate))
+            .map(|e| e.task)
+    }
+
+    pub(crate) fn mark(&mut self, from: Fate, to: Fate) {
+        for entry in &mut self.entries {
+            if entry.fate == from {
+                entry.fate = to;
+            }
+        }
+    }
+}

@@ -1,0 +1,761 @@
+//! Scopes: the buffer and its lifecycle.
+
+use std::any::TypeId;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::context::{CONTEXT, Context, Frame, HookGuard, Sink};
+use crate::error::{Error, Result, StateError, StateErrorKind};
+use crate::executor::{Dispatch, Executor, InlineExecutor};
+use crate::intent::Intent;
+use crate::kind::{self, Batch, Descendant, Exit, Release, ScopeKind};
+use crate::policy::{AllowAll, Policy};
+use crate::report::{Fate, FlushReport, ReportEntry};
+
+/// A scope to run code in: the builder for its policy (WHAT), executor (HOW)
+/// and kind (WHEN). Anything left unset comes from the [defaults](crate::configure).
+///
+/// # Examples
+///
+/// ```
+/// use airlock::{DropAll, Scope};
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Backfill { id: u64 }
+/// # impl Task for Backfill { const NAME: &'static str = "backfill"; fn run(self) -> Run { panic!("must not run") } }
+///
+/// // A migration: everything is buffered, nothing escapes.
+/// Scope::new().policy(DropAll).run(|| airlock::enqueue(Backfill { id: 1 }))?;
+/// # Ok::<(), airlock::Error>(())
+/// ```
+#[derive(Clone, Default)]
+#[must_use = "a scope does nothing until `run`, `run_async` or `enter` is called"]
+pub struct Scope {
+    policy: Setting<dyn Policy>,
+    executor: Setting<dyn Executor>,
+    kind: Setting<dyn ScopeKind>,
+}
+
+/// A scope setting: the default, or an explicit choice where `None` is the
+/// built-in (and fastest) one.
+enum Setting<T: ?Sized> {
+    Default,
+    Explicit(Option<Arc<T>>),
+}
+
+impl<T: ?Sized> Clone for Setting<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Setting::Default => Setting::Default,
+            Setting::Explicit(value) => Setting::Explicit(value.clone()),
+        }
+    }
+}
+
+impl<T: ?Sized> Default for Setting<T> {
+    fn default() -> Self {
+        Setting::Default
+    }
+}
+
+impl<T: ?Sized> Setting<T> {
+    fn resolve(self, default: &Option<Arc<T>>) -> Option<Arc<T>> {
+        match self {
+            Setting::Default => default.clone(),
+            Setting::Explicit(value) => value,
+        }
+    }
+}
+
+/// `AllowAll` is stored as "no policy", so the common case costs no call.
+pub(crate) fn policy_arc<P: Policy>(policy: P) -> Option<Arc<dyn Policy>> {
+    (TypeId::of::<P>() != TypeId::of::<AllowAll>()).then(|| Arc::new(policy) as Arc<dyn Policy>)
+}
+
+/// `InlineExecutor` is stored as "no executor", so dispatch needs no call
+/// through a pointer.
+pub(crate) fn executor_arc<E: Executor>(executor: E) -> Option<Arc<dyn Executor>> {
+    (TypeId::of::<E>() != TypeId::of::<InlineExecutor>())
+        .then(|| Arc::new(executor) as Arc<dyn Executor>)
+}
+
+impl Scope {
+    /// A scope that takes everything from the defaults.
+    pub fn new() -> Self {
+        Scope::default()
+    }
+
+    /// Sets the policy: which intents may escape.
+    pub fn policy<P: Policy>(mut self, policy: P) -> Self {
+        self.policy = Setting::Explicit(policy_arc(policy));
+        self
+    }
+
+    /// Sets the executor: how escaping intents run.
+    pub fn executor<E: Executor>(mut self, executor: E) -> Self {
+        self.executor = Setting::Explicit(executor_arc(executor));
+        self
+    }
+
+    /// Sets the scope kind: when intents escape.
+    pub fn kind<K: ScopeKind>(mut self, kind: K) -> Self {
+        self.kind = Setting::Explicit(Some(Arc::new(kind)));
+        self
+    }
+
+    pub(crate) fn into_frame(self, cx: &Context) -> Frame {
+        let Scope {
+            policy,
+            executor,
+            kind,
+        } = self;
+        let (policy, executor, kind) = cx.with_defaults(|d| {
+            (
+                policy.resolve(&d.policy),
+                executor.resolve(&d.executor),
+                kind.resolve(&d.kind),
+            )
+        });
+        Frame {
+            id: cx.next_id(),
+            policy,
+            executor,
+            kind,
+            sink: Sink::Buffer {
+                intents: Vec::new(),
+                shared: None,
+            },
+        }
+    }
+
+    /// Runs `f` in this scope: its intents are flushed if `f` succeeds and
+    /// discarded if it fails or panics (rule 3).
+    ///
+    /// A flush error is folded into `f`'s result (see [`Outcome`]), so
+    /// `Scope::new().run(|| ...)?` reports both.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a policy or scope hook, which is a bug: hooks
+    /// judge intents, they do not run units of work.
+    pub fn run<R: Outcome>(self, f: impl FnOnce() -> R) -> R {
+        let entered = Entered::push(self);
+        let out = f();
+        let frame = entered.pop();
+        let exit = if out.is_success() {
+            Exit::Success
+        } else {
+            Exit::Failure
+        };
+        match finish(frame, exit) {
+            Ok(_) => out,
+            Err(error) => out.absorb_flush_error(error),
+        }
+    }
+
+    /// Runs `future` in this scope, which is current whenever the future is
+    /// polled, on whatever thread polls it. Flushes or discards when it
+    /// completes, by [`Outcome`]; an asynchronous executor is awaited.
+    /// Dropping the returned future before it completes discards (rule 3).
+    pub fn run_async<F>(self, future: F) -> crate::future::ScopeFuture<F>
+    where
+        F: Future,
+        F::Output: Outcome,
+    {
+        crate::future::ScopeFuture::new(self, future)
+    }
+
+    /// Makes this scope current until [`ActiveScope::exit`]: the imperative
+    /// form, for code whose unit of work does not fit in a closure.
+    ///
+    /// # Errors
+    ///
+    /// A [`StateError`] if called from inside a policy or scope hook.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use airlock::{Run, Task};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
+    /// let mut scope = airlock::Scope::new().enter()?;
+    /// airlock::enqueue(Ping)?;
+    /// assert!(scope.flush().is_err(), "still current: exit first");
+    /// scope.exit()?;
+    /// let report = scope.flush()?;
+    /// assert_eq!(report.dispatched().collect::<Vec<_>>(), ["ping"]);
+    /// # Ok::<(), airlock::Error>(())
+    /// ```
+    pub fn enter(self) -> Result<ActiveScope> {
+        CONTEXT.with(|cx| {
+            let frame = self.into_frame(cx);
+            let id = frame.id;
+            cx.push(frame)
+                .map_err(|_| StateError::new(StateErrorKind::InHook))?;
+            Ok(ActiveScope {
+                id,
+                state: ActiveState::Entered,
+                _not_send: PhantomData,
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |explicit: bool| if explicit { "explicit" } else { "default" };
+        f.debug_struct("Scope")
+            .field("policy", &show(matches!(self.policy, Setting::Explicit(_))))
+            .field("executor", &show(matches!(self.executor, Setting::Explicit(_))))
+            .field("kind", &show(matches!(self.kind, Setting::Explicit(_))))
+            .finish()
+    }
+}
+
+/// How a body's result decides a scope's fate, and how a flush error joins it.
+///
+/// Implemented for `Result<T, E>` where `E: From<airlock::Error>` (so
+/// `airlock::Error`, `anyhow::Error`, `Box<dyn Error>`, `std::io::Error`, and
+/// your own error types once they have that `From`): `Ok` flushes, `Err`
+/// discards, and a flush error becomes the `Err`.
+pub trait Outcome {
+    /// Whether the body succeeded.
+    fn is_success(&self) -> bool;
+
+    /// The result to return when the body succeeded but its flush failed.
+    fn absorb_flush_error(self, error: Error) -> Self;
+}
+
+impl<T, E: From<Error>> Outcome for Result<T, E> {
+    fn is_success(&self) -> bool {
+        self.is_ok()
+    }
+
+    fn absorb_flush_error(self, error: Error) -> Self {
+        Err(error.into())
+    }
+}
+
+/// Runs `f` in a new scope with the default settings: shorthand for
+/// `Scope::new().run(f)`.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+/// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
+/// airlock::scope(|| airlock::enqueue(Ping))?; // Ping runs here, after the closure
+/// # Ok::<(), airlock::Error>(())
+/// ```
+pub fn scope<R: Outcome>(f: impl FnOnce() -> R) -> R {
+    Scope::new().run(f)
+}
+
+/// Runs `future` in a new scope with the default settings: shorthand for
+/// `Scope::new().run_async(future)`.
+pub fn scope_async<F>(future: F) -> crate::future::ScopeFuture<F>
+where
+    F: Future,
+    F::Output: Outcome,
+{
+    Scope::new().run_async(future)
+}
+
+/// Runs `f` in a scope that neither flushes nor discards, and returns what it
+/// buffered: for tests that look at the side effects instead of performing
+/// them.
+///
+/// Intents from nested scopes are included (they are captured, as usual).
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)] struct Ping { n: u32 }
+/// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { panic!() } }
+/// let (result, intents) = airlock::capture(|| airlock::enqueue(Ping { n: 1 }));
+/// assert!(result.is_ok());
+/// assert_eq!(intents[0].payload::<Ping>(), Some(&Ping { n: 1 }));
+/// ```
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Intent>) {
+    let entered = Entered::push(Scope::new().policy(AllowAll));
+    let out = f();
+    (out, entered.pop().into_intents())
+}
+
+/// Clones of the intents buffered so far in the current scope, own and
+/// captured, in order. Empty when there is no current scope.
+pub fn buffered() -> Vec<Intent> {
+    CONTEXT.with(|cx| match cx.frames.try_borrow() {
+        Ok(frames) => match frames.last().map(|f| &f.sink) {
+            Some(Sink::Buffer { intents, .. }) => intents.clone(),
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    })
+}
+
+/// Runs `f` with `policy` applied to every intent enqueued inside it, in
+/// whatever scope (rule 10). No new buffer, no boundary: the policy travels
+/// with each intent and judges it at flush, before the scope's policy.
+/// Regions nest; the innermost judges first.
+///
+/// # Examples
+///
+/// ```
+/// use airlock::BlockTasks;
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct SendSms;
+/// # impl Task for SendSms { const NAME: &'static str = "send_sms"; fn run(self) -> Run { panic!() } }
+///
+/// let (_, intents) = airlock::capture(|| {
+///     airlock::with_policy(BlockTasks::of::<SendSms>(), || airlock::enqueue(SendSms))
+/// });
+/// assert_eq!(intents[0].policies().count(), 1);
+/// ```
+pub fn with_policy<P: Policy, R>(policy: P, f: impl FnOnce() -> R) -> R {
+    let _region = Region::push(policy);
+    f()
+}
+
+/// Like [`with_policy`], for a future: the region is in force while it is
+/// polled.
+pub fn with_policy_async<P: Policy, F: Future>(
+    policy: P,
+    future: F,
+) -> crate::future::PolicyFuture<F> {
+    crate::future::PolicyFuture::new(crate::policy::PolicyChain::push(None, policy), future)
+}
+
+/// Restores the previous local region chain on drop.
+struct Region {
+    previous: Option<crate::policy::PolicyChain>,
+}
+
+impl Region {
+    fn push<P: Policy>(policy: P) -> Self {
+        CONTEXT.with(|cx| {
+            let previous = cx.local.take();
+            let chain = crate::policy::PolicyChain::push(previous.clone(), policy);
+            cx.local.set(Some(chain));
+            Region { previous }
+        })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CONTEXT.try_with(|cx| cx.local.set(previous));
+    }
+}
+
+/// A frame pushed for the duration of a closure; discards on unwind.
+pub(crate) struct Entered {
+    id: u64,
+    done: bool,
+}
+
+impl Entered {
+    pub(crate) fn push(scope: Scope) -> Self {
+        CONTEXT.with(|cx| {
+            let frame = scope.into_frame(cx);
+            let id = frame.id;
+            if cx.push(frame).is_err() {
+                panic!(
+                    "airlock: a scope was opened inside a policy or scope hook; \
+                     hooks judge intents and cannot run units of work"
+                );
+            }
+            Entered { id, done: false }
+        })
+    }
+
+    pub(crate) fn pop(mut self) -> Frame {
+        self.done = true;
+        CONTEXT
+            .with(|cx| cx.pop(self.id))
+            .expect("airlock: the current scope's frame vanished")
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if !self.done
+            && let Ok(Some(frame)) = CONTEXT.try_with(|cx| cx.pop(self.id))
+        {
+            discard(frame, Exit::Panic);
+        }
+    }
+}
+
+/// A scope entered with [`Scope::enter`]: exit, then flush or discard.
+///
+/// Misuse is an error, never a panic (rule 12). Dropping it without a flush or
+/// discard discards its intents with a warning through `tracing`.
+///
+/// It is tied to the thread that entered it (it is not `Send`); to reach a
+/// scope from another thread, use [`handle`](crate::handle).
+pub struct ActiveScope {
+    id: u64,
+    state: ActiveState,
+    _not_send: PhantomData<*const ()>,
+}
+
+enum ActiveState {
+    Entered,
+    Exited(Frame),
+    Flushed,
+    Discarded,
+    Failed,
+}
+
+impl ActiveScope {
+    /// Stops being the current scope. Its intents stay buffered.
+    ///
+    /// # Errors
+    ///
+    /// [`StateErrorKind::NotCurrent`] if it is not current: already exited, or
+    /// scopes entered after it are still current.
+    pub fn exit(&mut self) -> Result<()> {
+        if !matches!(self.state, ActiveState::Entered) {
+            return Err(StateError::new(StateErrorKind::NotCurrent).into());
+        }
+        let frame = CONTEXT.with(|cx| {
+            let mut frames = cx.frames.borrow_mut();
+            match frames.last() {
+                Some(top) if top.id == self.id => frames.pop(),
+                _ => None,
+            }
+        });
+        let frame = frame.ok_or(StateError::new(StateErrorKind::NotCurrent))?;
+        self.state = ActiveState::Exited(frame);
+        Ok(())
+    }
+
+    fn take_exited(&mut self) -> Result<Frame> {
+        let kind = match self.state {
+            ActiveState::Exited(_) => {
+                let ActiveState::Exited(frame) =
+                    std::mem::replace(&mut self.state, ActiveState::Failed)
+                else {
+                    unreachable!()
+                };
+                return Ok(frame);
+            }
+            ActiveState::Entered => StateErrorKind::StillCurrent,
+            ActiveState::Flushed => StateErrorKind::AlreadyFlushed,
+            ActiveState::Discarded => StateErrorKind::AlreadyDiscarded,
+            ActiveState::Failed => StateErrorKind::FlushFailed,
+        };
+        Err(StateError::new(kind).into())
+    }
+
+    /// Flushes: nesting, policies, then dispatch, as if the body had
+    /// succeeded.
+    ///
+    /// # Errors
+    ///
+    /// A [`StateError`] if the scope is still current or already finished;
+    /// [`Error::Dispatch`] if the executor fails, after which the scope is
+    /// finished.
+    pub fn flush(&mut self) -> Result<FlushReport> {
+        let frame = self.take_exited()?;
+        let result = finish(frame, Exit::Success);
+        self.state = match result {
+            Ok(_) => ActiveState::Flushed,
+            Err(_) => ActiveState::Failed,
+        };
+        result
+    }
+
+    /// [`flush`](ActiveScope::flush), awaiting an asynchronous executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](ActiveScope::flush).
+    pub async fn flush_async(&mut self) -> Result<FlushReport> {
+        let frame = self.take_exited()?;
+        let result = match prepare(frame, Exit::Success) {
+            Prepared::Done(report) => Ok(report),
+            Prepared::Dispatch(mut batch) => {
+                let (intents, executor, report) = batch.take();
+                let result = match kind::start(intents, executor) {
+                    Dispatch::Done(result) => result,
+                    Dispatch::Pending(future) => future.await,
+                };
+                kind::settle(report, result)
+            }
+        };
+        self.state = match result {
+            Ok(_) => ActiveState::Flushed,
+            Err(_) => ActiveState::Failed,
+        };
+        result
+    }
+
+    /// Drops the buffered intents, returning how many there were.
+    ///
+    /// # Errors
+    ///
+    /// A [`StateError`] if the scope is still current or already finished.
+    pub fn discard(&mut self) -> Result<usize> {
+        let frame = self.take_exited()?;
+        self.state = ActiveState::Discarded;
+        Ok(discard(frame, Exit::Failure))
+    }
+
+    fn with_intents<R>(&self, f: impl FnOnce(&[Intent]) -> R) -> R {
+        fn buffer(frame: &Frame) -> &[Intent] {
+            match &frame.sink {
+                Sink::Buffer { intents, .. } => intents,
+                Sink::Remote(_) => &[],
+            }
+        }
+        match &self.state {
+            ActiveState::Exited(frame) => f(buffer(frame)),
+            ActiveState::Entered => CONTEXT.with(|cx| {
+                let frames = cx.frames.borrow();
+                f(frames
+                    .iter()
+                    .rfind(|frame| frame.id == self.id)
+                    .map_or(&[], buffer))
+            }),
+            _ => f(&[]),
+        }
+    }
+
+    /// Clones of every buffered intent, own and captured, in order. Empty
+    /// once the scope is finished.
+    pub fn intents(&self) -> Vec<Intent> {
+        self.with_intents(<[Intent]>::to_vec)
+    }
+
+    /// Clones of the intents enqueued directly into this scope.
+    pub fn own_intents(&self) -> Vec<Intent> {
+        self.with_intents(|all| all.iter().filter(|i| !i.is_captured()).cloned().collect())
+    }
+
+    /// Clones of the intents captured from nested scopes.
+    pub fn captured_intents(&self) -> Vec<Intent> {
+        self.with_intents(|all| all.iter().filter(|i| i.is_captured()).cloned().collect())
+    }
+
+    /// How many intents are buffered.
+    pub fn len(&self) -> usize {
+        self.with_intents(<[Intent]>::len)
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for ActiveScope {
+    fn drop(&mut self) {
+        let frame = match std::mem::replace(&mut self.state, ActiveState::Discarded) {
+            ActiveState::Entered => CONTEXT.try_with(|cx| cx.pop(self.id)).ok().flatten(),
+            ActiveState::Exited(frame) => Some(frame),
+            _ => None,
+        };
+        if let Some(frame) = frame {
+            let exit = if std::thread::panicking() {
+                Exit::Panic
+            } else {
+                Exit::Cancelled
+            };
+            let count = discard(frame, exit);
+            if count > 0 && exit == Exit::Cancelled {
+                tracing::warn!(
+                    target: "airlock",
+                    discarded = count,
+                    "an ActiveScope was dropped without flush() or discard(): its intents were discarded"
+                );
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ActiveScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            ActiveState::Entered => "entered",
+            ActiveState::Exited(_) => "exited",
+            ActiveState::Flushed => "flushed",
+            ActiveState::Discarded => "discarded",
+            ActiveState::Failed => "failed",
+        };
+        f.debug_struct("ActiveScope")
+            .field("state", &state)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Drops a frame's intents, returning how many there were.
+pub(crate) fn discard(frame: Frame, exit: Exit) -> usize {
+    let count = frame.into_intents().len();
+    tracing::debug!(target: "airlock", ?exit, discarded = count, "scope discarded");
+    count
+}
+
+/// What remains of a flush after nesting and policies.
+pub(crate) enum Prepared {
+    /// Nothing left to dispatch now.
+    Done(FlushReport),
+    Dispatch(Batch),
+}
+
+/// Ends a frame synchronously: discard, or flush and dispatch (blocking on an
+/// asynchronous executor).
+pub(crate) fn finish(frame: Frame, exit: Exit) -> Result<FlushReport> {
+    match prepare(frame, exit) {
+        Prepared::Done(report) => Ok(report),
+        Prepared::Dispatch(batch) => batch.dispatch(),
+    }
+}
+
+/// Everything a flush does before the executor: the flush decision, capture by
+/// enclosing scopes (rule 8), then the policies (rule 6), then the kind's
+/// scheduling.
+pub(crate) fn prepare(frame: Frame, exit: Exit) -> Prepared {
+    let policy = frame.policy.clone();
+    let executor = frame.executor.clone();
+    let kind = frame.kind.clone();
+    CONTEXT.with(|cx| {
+        let flush = match (&kind, exit) {
+            (_, Exit::Panic | Exit::Cancelled) => false,
+            (None, exit) => exit == Exit::Success,
+            (Some(kind), exit) => {
+                let _hook = HookGuard::enter(cx);
+                kind.should_flush(exit)
+            }
+        };
+        if !flush {
+            discard(frame, exit);
+            return Prepared::Done(FlushReport::default());
+        }
+        let mut intents = frame.into_intents();
+        let before = intents.len();
+        if !intents.is_empty() {
+            hand_to_ancestors(cx, &mut intents, policy.as_ref(), kind.as_deref());
+        }
+        let captured = before - intents.len();
+        let mut report = FlushReport {
+            entries: Vec::with_capacity(intents.len()),
+            captured,
+        };
+        {
+            let _hook = HookGuard::enter(cx);
+            intents.retain(|intent| {
+                let dropped_by = intent
+                    .policies()
+                    .find_map(|p| p.dropped_by(intent))
+                    .or_else(|| policy.as_ref().and_then(|p| p.dropped_by(intent)));
+                report.entries.push(ReportEntry {
+                    task: intent.name(),
+                    fate: dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy }),
+                });
+                dropped_by.is_none()
+            });
+        }
+        tracing::debug!(
+            target: "airlock",
+            allowed = intents.len(),
+            dropped = report.entries.len() - intents.len(),
+            captured,
+            "scope flushed"
+        );
+        if intents.is_empty() {
+            return Prepared::Done(report);
+        }
+        let batch = Batch::new(intents, executor, report);
+        match kind {
+            None => Prepared::Dispatch(batch),
+            Some(kind) => {
+                let mut deferred = batch.report().clone();
+                let scheduled = {
+                    let _hook = HookGuard::enter(cx);
+                    kind.schedule(batch)
+                };
+                match scheduled {
+                    Some(batch) => Prepared::Dispatch(batch),
+                    None => {
+                        deferred.mark(Fate::Dispatched, Fate::Deferred);
+                        Prepared::Done(deferred)
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Offers an exiting scope's intents to its enclosing scopes, nearest first;
+/// each captures what it does not release (rule 8). Captured intents keep the
+/// exiting scope's policy (rule 9).
+fn hand_to_ancestors(
+    cx: &Context,
+    intents: &mut Vec<Intent>,
+    policy: Option<&Arc<dyn Policy>>,
+    kind: Option<&dyn ScopeKind>,
+) {
+    let mut frames = cx.frames.borrow_mut();
+    let exiting = Descendant { kind };
+    for ancestor in frames.iter_mut().rev() {
+        if intents.is_empty() {
+            return;
+        }
+        let release = match &ancestor.kind {
+            None => Release::None,
+            Some(ancestor_kind) => {
+                let _hook = HookGuard::enter(cx);
+                ancestor_kind.before_descendant_flushes(&exiting, intents)
+            }
+        };
+        let captured = match release {
+            Release::All => Vec::new(),
+            Release::None => std::mem::take(intents),
+            Release::Only(indices) => {
+                let mut captured = Vec::new();
+                for (index, intent) in std::mem::take(intents).into_iter().enumerate() {
+                    if indices.contains(&index) {
+                        intents.push(intent);
+                    } else {
+                        captured.push(intent);
+                    }
+                }
+                captured
+            }
+        };
+        let captured = captured.into_iter().map(|mut intent| {
+            intent.captured = true;
+            if let Some(policy) = policy {
+                intent.push_scope_policy(policy.clone());
+            }
+            intent
+        });
+        match &mut ancestor.sink {
+            Sink::Buffer { intents: buffer, .. } => buffer.extend(captured),
+            Sink::Remote(shared) => {
+                if let Err(lost) = shared.push_all(captured.collect()) {
+                    let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
+                    tracing::error!(
+                        target: "airlock",
+                        intents = ?lost,
+                        "a nested scope flushed into a handle whose scope had already ended: \
+                         these intents could not be captured and were discarded"
+                    );
+                }
+                // The handle's scope decides for its own ancestors when it ends.
+                return;
+            }
+        }
+    }
+}
