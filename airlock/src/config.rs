@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::context::Config;
 use crate::executor::{Executor, InlineExecutor};
 use crate::kind::ScopeKind;
 use crate::policy::{AllowAll, Policy};
@@ -31,6 +32,8 @@ pub struct Defaults {
     pub(crate) policy: Option<Arc<dyn Policy>>,
     pub(crate) executor: Option<Arc<dyn Executor>>,
     pub(crate) kind: Option<Arc<dyn ScopeKind>>,
+    /// The three above, as the scopes that use them all share them.
+    pub(crate) config: Option<Arc<Config>>,
 }
 
 impl Defaults {
@@ -42,18 +45,27 @@ impl Defaults {
     /// Sets the default policy.
     pub fn policy<P: Policy>(mut self, policy: P) -> Self {
         self.policy = crate::scope::policy_arc(policy);
-        self
+        self.resolved()
     }
 
     /// Sets the default executor.
     pub fn executor<E: Executor>(mut self, executor: E) -> Self {
         self.executor = crate::scope::executor_arc(executor);
-        self
+        self.resolved()
     }
 
     /// Sets the default scope kind.
     pub fn kind<K: ScopeKind>(mut self, kind: K) -> Self {
         self.kind = Some(Arc::new(kind));
+        self.resolved()
+    }
+
+    fn resolved(mut self) -> Self {
+        self.config = Config::new(
+            self.policy.clone(),
+            self.executor.clone(),
+            self.kind.clone(),
+        );
         self
     }
 
@@ -85,7 +97,14 @@ impl fmt::Debug for Defaults {
                     "custom"
                 },
             )
-            .field("kind", &if self.kind.is_none() { "plain" } else { "custom" })
+            .field(
+                "kind",
+                &if self.kind.is_none() {
+                    "plain"
+                } else {
+                    "custom"
+                },
+            )
             .finish()
     }
 }

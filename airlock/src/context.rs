@@ -20,21 +20,40 @@ use crate::policy::{Policy, PolicyChain};
 /// One current scope.
 pub(crate) struct Frame {
     pub(crate) id: u64,
+    /// `None` for a scope with every built-in default: the common case costs
+    /// no pointer chasing.
+    pub(crate) config: Option<Arc<Config>>,
+    pub(crate) intents: Vec<Intent>,
+    /// Where handles reach this scope. For a remote frame (a scope owned by
+    /// another thread or task, entered through a handle), the scope itself.
+    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) remote: bool,
+}
+
+/// A scope's WHAT, HOW and WHEN, where they differ from the built-ins.
+#[derive(Default)]
+pub(crate) struct Config {
     pub(crate) policy: Option<Arc<dyn Policy>>,
     pub(crate) executor: Option<Arc<dyn Executor>>,
     pub(crate) kind: Option<Arc<dyn ScopeKind>>,
-    pub(crate) sink: Sink,
 }
 
-/// Where a frame's intents go.
-pub(crate) enum Sink {
-    /// The scope's own buffer; `shared` exists once a handle was taken.
-    Buffer {
-        intents: Vec<Intent>,
-        shared: Option<Arc<Shared>>,
-    },
-    /// A scope owned by another thread or task, reached through a handle.
-    Remote(Arc<Shared>),
+impl Config {
+    /// `None` when every setting is the built-in one.
+    pub(crate) fn new(
+        policy: Option<Arc<dyn Policy>>,
+        executor: Option<Arc<dyn Executor>>,
+        kind: Option<Arc<dyn ScopeKind>>,
+    ) -> Option<Arc<Config>> {
+        if policy.is_none() && executor.is_none() && kind.is_none() {
+            return None;
+        }
+        Some(Arc::new(Config {
+            policy,
+            executor,
+            kind,
+        }))
+    }
 }
 
 /// The part of a scope that handles on other threads can reach.
@@ -48,7 +67,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn push_one(&self, intent: Intent) -> Result<(), Intent> {
-        match self.inbox.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match self
+            .inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             Some(inbox) => {
                 inbox.push(intent);
                 Ok(())
@@ -61,7 +85,12 @@ impl Shared {
         if intents.is_empty() {
             return Ok(());
         }
-        match self.inbox.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match self
+            .inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             Some(inbox) => {
                 inbox.extend(intents);
                 Ok(())
@@ -81,20 +110,44 @@ impl Shared {
 }
 
 impl Frame {
+    #[inline]
+    pub(crate) fn local(id: u64, config: Option<Arc<Config>>, intents: Vec<Intent>) -> Self {
+        Frame {
+            id,
+            config,
+            intents,
+            shared: None,
+            remote: false,
+        }
+    }
+
+    pub(crate) fn remote(id: u64, shared: Arc<Shared>) -> Self {
+        Frame {
+            id,
+            config: None,
+            intents: Vec::new(),
+            shared: Some(shared),
+            remote: true,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn policy(&self) -> Option<&Arc<dyn Policy>> {
+        self.config.as_ref()?.policy.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn kind(&self) -> Option<&Arc<dyn ScopeKind>> {
+        self.config.as_ref()?.kind.as_ref()
+    }
+
     /// Takes the frame's intents, closing it to handles.
     pub(crate) fn into_intents(self) -> Vec<Intent> {
-        match self.sink {
-            Sink::Buffer {
-                mut intents,
-                shared,
-            } => {
-                if let Some(shared) = shared {
-                    intents.extend(shared.close());
-                }
-                intents
-            }
-            Sink::Remote(_) => Vec::new(),
+        let mut intents = self.intents;
+        if let (false, Some(shared)) = (self.remote, self.shared) {
+            intents.extend(shared.close());
         }
+        intents
     }
 }
 
@@ -105,7 +158,19 @@ pub(crate) struct Context {
     next_id: Cell<u64>,
     defaults_override: RefCell<Option<Defaults>>,
     defaults_cache: RefCell<Option<(u64, Defaults)>>,
+    /// The generation at which the defaults in force were last seen to be the
+    /// built-in ones (`u64::MAX`: not known to be), so a plain scope can skip
+    /// reading them.
+    builtin_at: Cell<u64>,
+    /// Empty buffers of finished scopes, reused by the next ones so that a
+    /// short scope allocates nothing for its buffer.
+    pool: RefCell<Vec<Vec<Intent>>>,
 }
+
+/// Buffers larger than this are freed rather than kept for reuse.
+const POOLED_CAPACITY: usize = 64;
+/// How many empty buffers a thread keeps.
+const POOL_SIZE: usize = 8;
 
 thread_local! {
     pub(crate) static CONTEXT: Context = const {
@@ -116,6 +181,8 @@ thread_local! {
             next_id: Cell::new(0),
             defaults_override: RefCell::new(None),
             defaults_cache: RefCell::new(None),
+            builtin_at: Cell::new(u64::MAX),
+            pool: RefCell::new(Vec::new()),
         }
     };
 }
@@ -138,16 +205,37 @@ impl Drop for HookGuard<'_> {
 }
 
 impl Context {
+    #[inline]
     pub(crate) fn in_hook(&self) -> bool {
         self.in_hook.get()
     }
 
+    #[inline]
     pub(crate) fn next_id(&self) -> u64 {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
         id
     }
 
+    #[inline]
+    pub(crate) fn take_buffer(&self) -> Vec<Intent> {
+        self.pool.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps an emptied buffer for the next scope.
+    #[inline]
+    pub(crate) fn recycle(&self, mut buffer: Vec<Intent>) {
+        if buffer.capacity() == 0 || buffer.capacity() > POOLED_CAPACITY {
+            return;
+        }
+        buffer.clear();
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_SIZE {
+            pool.push(buffer);
+        }
+    }
+
+    #[inline]
     pub(crate) fn local_chain(&self) -> Option<PolicyChain> {
         let chain = self.local.take();
         let copy = chain.clone();
@@ -155,6 +243,7 @@ impl Context {
         copy
     }
 
+    #[inline]
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Frame> {
         if self.in_hook() {
             return Err(frame);
@@ -166,6 +255,7 @@ impl Context {
     /// Removes the frame `id` from the stack. It is normally on top; if scopes
     /// entered after it were leaked (an `ActiveScope` forgotten while
     /// entered), it is taken from below them and they stay current.
+    #[inline]
     pub(crate) fn pop(&self, id: u64) -> Option<Frame> {
         let mut frames = self.frames.borrow_mut();
         match frames.last() {
@@ -182,6 +272,7 @@ impl Context {
         }
     }
 
+    #[inline]
     pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
         let task = intent.name();
         if self.in_hook() {
@@ -196,14 +287,15 @@ impl Context {
             let _hook = HookGuard::enter(self);
             check_on_enqueue(&intent, &frames)?;
         }
-        match &mut frames.last_mut().expect("checked above").sink {
-            Sink::Buffer { intents, .. } => {
-                intents.push(intent);
-                Ok(())
-            }
-            Sink::Remote(shared) => shared.push_one(intent).map_err(|intent| {
+        let top = frames.last_mut().expect("checked above");
+        match (&top.shared, top.remote) {
+            (Some(shared), true) => shared.push_one(intent).map_err(|intent| {
                 StateError::for_task(StateErrorKind::Ended, intent.name()).into()
             }),
+            _ => {
+                top.intents.push(intent);
+                Ok(())
+            }
         }
     }
 
@@ -212,19 +304,36 @@ impl Context {
     pub(crate) fn scope_policies(frames: &[Frame]) -> Vec<Arc<dyn Policy>> {
         let mut policies = Vec::new();
         for frame in frames.iter().rev() {
-            match &frame.sink {
-                Sink::Remote(shared) => {
+            match (&frame.shared, frame.remote) {
+                (Some(shared), true) => {
                     policies.extend(shared.policies.iter().cloned());
                     break;
                 }
-                Sink::Buffer { .. } => policies.extend(frame.policy.clone()),
+                _ => policies.extend(frame.policy().cloned()),
             }
         }
         policies
     }
 
+    /// Whether the defaults in force are the built-in ones: one atomic load
+    /// when nothing changed since the last look.
+    #[inline]
+    pub(crate) fn defaults_are_builtin(&self) -> bool {
+        let generation = config::generation();
+        if self.builtin_at.get() == generation {
+            return true;
+        }
+        let builtin = self.with_defaults(|d| d.config.is_none());
+        let overridden = self.defaults_override.borrow().is_some();
+        if builtin && !overridden {
+            self.builtin_at.set(generation);
+        }
+        builtin
+    }
+
     /// Reads the defaults in force: the thread's override, else the global
     /// ones, cached until they change.
+    #[inline]
     pub(crate) fn with_defaults<R>(&self, f: impl FnOnce(&Defaults) -> R) -> R {
         if let Some(defaults) = &*self.defaults_override.borrow() {
             return f(defaults);
@@ -245,6 +354,7 @@ impl Context {
 
 /// Runs `on_enqueue` of the local regions, then of every enclosing scope,
 /// innermost first (rule 9).
+#[inline]
 fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
     let reject = |policy: &dyn Policy| {
         policy
@@ -259,10 +369,10 @@ fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
         local.iter().try_for_each(reject)?;
     }
     for frame in frames.iter().rev() {
-        if let Some(policy) = &frame.policy {
+        if let Some(policy) = frame.policy() {
             reject(&**policy)?;
         }
-        if let Sink::Remote(shared) = &frame.sink {
+        if let (Some(shared), true) = (&frame.shared, frame.remote) {
             shared.policies.iter().try_for_each(|p| reject(&**p))?;
             break;
         }
@@ -281,14 +391,20 @@ pub(crate) struct DefaultsOverride {
 
 impl DefaultsOverride {
     pub(crate) fn set(defaults: Option<Defaults>) -> Self {
-        let previous = CONTEXT.with(|cx| cx.defaults_override.replace(defaults));
+        let previous = CONTEXT.with(|cx| {
+            cx.builtin_at.set(u64::MAX);
+            cx.defaults_override.replace(defaults)
+        });
         DefaultsOverride { previous }
     }
 
     /// Restores the previous override, returning the one that was in force.
     pub(crate) fn restore(mut self) -> Option<Defaults> {
         let previous = self.previous.take();
-        let current = CONTEXT.with(|cx| cx.defaults_override.replace(previous));
+        let current = CONTEXT.with(|cx| {
+            cx.builtin_at.set(u64::MAX);
+            cx.defaults_override.replace(previous)
+        });
         std::mem::forget(self);
         current
     }
@@ -298,6 +414,9 @@ impl Drop for DefaultsOverride {
     fn drop(&mut self) {
         let previous = self.previous.take();
         // During thread teardown the context may be gone: nothing to restore.
-        let _ = CONTEXT.try_with(|cx| cx.defaults_override.replace(previous));
+        let _ = CONTEXT.try_with(|cx| {
+            cx.builtin_at.set(u64::MAX);
+            cx.defaults_override.replace(previous)
+        });
     }
 }

@@ -14,7 +14,7 @@ use crate::executor::{Dispatch, DispatchFailure};
 use crate::kind::{self, Exit};
 use crate::policy::PolicyChain;
 use crate::report::FlushReport;
-use crate::scope::{self, Outcome, Prepared, Scope};
+use crate::scope::{self, Detail, Outcome, Scope};
 use crate::task::BoxFuture;
 
 pin_project! {
@@ -62,7 +62,9 @@ struct Lend<'a> {
 
 impl<'a> Lend<'a> {
     fn new(slot: &'a mut Option<Frame>) -> Self {
-        let frame = slot.take().expect("airlock: scope frame missing between polls");
+        let frame = slot
+            .take()
+            .expect("airlock: scope frame missing between polls");
         let id = frame.id;
         CONTEXT.with(|cx| {
             if let Err(frame) = cx.push(frame) {
@@ -121,14 +123,14 @@ where
                     } else {
                         Exit::Failure
                     };
-                    let mut batch = match scope::prepare(frame, exit) {
-                        Prepared::Done(_) => {
-                            *this.state = State::Done;
-                            return Poll::Ready(out);
-                        }
-                        Prepared::Dispatch(batch) => batch,
-                    };
-                    let (intents, executor, report) = batch.take();
+                    let (intents, executor, report) =
+                        match scope::prepare(frame, exit, Detail::Exceptions).into_dispatch() {
+                            Ok(_) => {
+                                *this.state = State::Done;
+                                return Poll::Ready(out);
+                            }
+                            Err(pending) => pending,
+                        };
                     match kind::start(intents, executor) {
                         Dispatch::Done(result) => {
                             *this.state = State::Done;
@@ -175,7 +177,9 @@ impl<F: Future> fmt::Debug for ScopeFuture<F> {
             State::Flushing { .. } => "flushing",
             State::Done => "done",
         };
-        f.debug_struct("ScopeFuture").field("state", &state).finish()
+        f.debug_struct("ScopeFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

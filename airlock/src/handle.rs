@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{CONTEXT, Context, Frame, Shared, Sink};
+use crate::context::{CONTEXT, Context, Frame, Shared};
 use crate::error::{Result, StateError, StateErrorKind};
 use crate::intent::Intent;
 
@@ -55,15 +55,15 @@ pub fn handle() -> Result<ScopeHandle> {
         let top = frames
             .last_mut()
             .ok_or(StateError::new(StateErrorKind::NoScope))?;
-        let shared = match &mut top.sink {
-            Sink::Remote(shared) | Sink::Buffer { shared: Some(shared), .. } => shared.clone(),
-            Sink::Buffer { shared: slot, .. } => slot
-                .insert(Arc::new(Shared {
+        let shared = top
+            .shared
+            .get_or_insert_with(|| {
+                Arc::new(Shared {
                     inbox: Mutex::new(Some(Vec::new())),
                     policies,
-                }))
-                .clone(),
-        };
+                })
+            })
+            .clone();
         Ok(ScopeHandle { shared })
     })
 }
@@ -120,13 +120,7 @@ struct RemoteFrame {
 impl RemoteFrame {
     fn push(shared: &Arc<Shared>) -> Self {
         CONTEXT.with(|cx| {
-            let frame = Frame {
-                id: cx.next_id(),
-                policy: None,
-                executor: None,
-                kind: None,
-                sink: Sink::Remote(shared.clone()),
-            };
+            let frame = Frame::remote(cx.next_id(), shared.clone());
             let id = frame.id;
             if cx.push(frame).is_err() {
                 panic!("airlock: a scope handle was entered inside a policy or scope hook");

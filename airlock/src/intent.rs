@@ -53,6 +53,7 @@ struct Extra {
 
 impl Intent {
     /// Wraps a task payload; its dispatch options start as the task's defaults.
+    #[inline]
     pub fn new<T: Task>(task: T) -> Self {
         Intent {
             payload: Box::new(task),
@@ -81,6 +82,7 @@ impl Intent {
     }
 
     /// The task's stable name.
+    #[inline]
     pub fn name(&self) -> &'static str {
         self.payload.name()
     }
@@ -146,11 +148,22 @@ impl Intent {
         local.chain(scopes)
     }
 
+    /// Whether any policy besides the flushing scope's will judge it.
+    #[inline]
+    pub(crate) fn has_policies(&self) -> bool {
+        self.local.is_some()
+            || self
+                .extra
+                .as_ref()
+                .is_some_and(|e| !e.scope_policies.is_empty())
+    }
+
     pub(crate) fn push_scope_policy(&mut self, policy: Arc<dyn Policy>) {
         self.extra_mut().scope_policies.push(policy);
     }
 
     /// Runs the task in place, consuming the intent.
+    #[inline]
     pub fn run(self) -> Run {
         self.payload.run()
     }

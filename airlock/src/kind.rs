@@ -200,10 +200,6 @@ impl Batch {
             std::mem::take(&mut self.report),
         )
     }
-
-    pub(crate) fn report(&self) -> &FlushReport {
-        &self.report
-    }
 }
 
 impl Drop for Batch {
@@ -222,7 +218,9 @@ impl Drop for Batch {
 
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").field("intents", &self.intents).finish_non_exhaustive()
+        f.debug_struct("Batch")
+            .field("intents", &self.intents)
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,6 +244,7 @@ pub(crate) fn settle(
         Ok(()) => return Ok(report),
         Err(failure) => failure,
     };
+    report.dispatched = failure.dispatched;
     let mut seen = 0;
     report.entries.retain(|entry| {
         if entry.fate != Fate::Dispatched {

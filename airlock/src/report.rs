@@ -29,10 +29,19 @@ pub struct ReportEntry {
 ///
 /// Intents handed to an enclosing scope (captured) are not listed: they are
 /// that scope's to report.
+///
+/// [`ActiveScope::flush`](crate::ActiveScope::flush) and
+/// [`Batch::dispatch`](crate::Batch::dispatch) list every intent. The closure
+/// and future forms ([`Scope::run`](crate::Scope::run) and friends) return no
+/// report, so they record only what is exceptional: the report inside their
+/// [`DispatchError`](crate::DispatchError) lists the dropped intents and
+/// counts, without naming, the dispatched ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushReport {
     pub(crate) entries: Vec<ReportEntry>,
+    pub(crate) dispatched: usize,
     pub(crate) captured: usize,
+    pub(crate) detailed: bool,
 }
 
 impl FlushReport {
@@ -46,9 +55,15 @@ impl FlushReport {
         self.with_fate(|fate| fate == Fate::Dispatched)
     }
 
-    /// How many intents were dispatched.
+    /// How many intents were dispatched (exact even where names were not
+    /// recorded).
     pub fn dispatched_count(&self) -> usize {
-        self.dispatched().count()
+        self.dispatched
+    }
+
+    /// Whether every intent is listed, not only the dropped ones.
+    pub fn is_detailed(&self) -> bool {
+        self.detailed
     }
 
     /// The dropped tasks, each with the policy that dropped it.

@@ -5,9 +5,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{CONTEXT, Context, Frame, HookGuard, Sink};
+use crate::context::{CONTEXT, Config, Context, Frame, HookGuard};
 use crate::error::{Error, Result, StateError, StateErrorKind};
-use crate::executor::{Dispatch, Executor, InlineExecutor};
+use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
 use crate::kind::{self, Batch, Descendant, Exit, Release, ScopeKind};
 use crate::policy::{AllowAll, Policy};
@@ -104,29 +104,34 @@ impl Scope {
         self
     }
 
+    #[inline]
     pub(crate) fn into_frame(self, cx: &Context) -> Frame {
-        let Scope {
-            policy,
-            executor,
-            kind,
-        } = self;
-        let (policy, executor, kind) = cx.with_defaults(|d| {
-            (
+        if let Scope {
+            policy: Setting::Default,
+            executor: Setting::Default,
+            kind: Setting::Default,
+        } = self
+            && cx.defaults_are_builtin()
+        {
+            return Frame::local(cx.next_id(), None, cx.take_buffer());
+        }
+        let config = cx.with_defaults(|d| match self {
+            Scope {
+                policy: Setting::Default,
+                executor: Setting::Default,
+                kind: Setting::Default,
+            } => d.config.clone(),
+            Scope {
+                policy,
+                executor,
+                kind,
+            } => Config::new(
                 policy.resolve(&d.policy),
                 executor.resolve(&d.executor),
                 kind.resolve(&d.kind),
-            )
+            ),
         });
-        Frame {
-            id: cx.next_id(),
-            policy,
-            executor,
-            kind,
-            sink: Sink::Buffer {
-                intents: Vec::new(),
-                shared: None,
-            },
-        }
+        Frame::local(cx.next_id(), config, cx.take_buffer())
     }
 
     /// Runs `f` in this scope: its intents are flushed if `f` succeeds and
@@ -142,13 +147,12 @@ impl Scope {
     pub fn run<R: Outcome>(self, f: impl FnOnce() -> R) -> R {
         let entered = Entered::push(self);
         let out = f();
-        let frame = entered.pop();
         let exit = if out.is_success() {
             Exit::Success
         } else {
             Exit::Failure
         };
-        match finish(frame, exit) {
+        match entered.finish(exit) {
             Ok(_) => out,
             Err(error) => out.absorb_flush_error(error),
         }
@@ -208,7 +212,10 @@ impl fmt::Debug for Scope {
         let show = |explicit: bool| if explicit { "explicit" } else { "default" };
         f.debug_struct("Scope")
             .field("policy", &show(matches!(self.policy, Setting::Explicit(_))))
-            .field("executor", &show(matches!(self.executor, Setting::Explicit(_))))
+            .field(
+                "executor",
+                &show(matches!(self.executor, Setting::Explicit(_))),
+            )
             .field("kind", &show(matches!(self.kind, Setting::Explicit(_))))
             .finish()
     }
@@ -292,10 +299,7 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Intent>) {
 /// captured, in order. Empty when there is no current scope.
 pub fn buffered() -> Vec<Intent> {
     CONTEXT.with(|cx| match cx.frames.try_borrow() {
-        Ok(frames) => match frames.last().map(|f| &f.sink) {
-            Some(Sink::Buffer { intents, .. }) => intents.clone(),
-            _ => Vec::new(),
-        },
+        Ok(frames) => frames.last().map_or_else(Vec::new, |f| f.intents.clone()),
         Err(_) => Vec::new(),
     })
 }
@@ -363,6 +367,7 @@ pub(crate) struct Entered {
 }
 
 impl Entered {
+    #[inline]
     pub(crate) fn push(scope: Scope) -> Self {
         CONTEXT.with(|cx| {
             let frame = scope.into_frame(cx);
@@ -382,6 +387,18 @@ impl Entered {
         CONTEXT
             .with(|cx| cx.pop(self.id))
             .expect("airlock: the current scope's frame vanished")
+    }
+
+    /// Pops the frame and ends it, in one visit to the thread's context.
+    #[inline]
+    fn finish(mut self, exit: Exit) -> Result<()> {
+        self.done = true;
+        CONTEXT.with(|cx| {
+            let frame = cx
+                .pop(self.id)
+                .expect("airlock: the current scope's frame vanished");
+            end_quietly(cx, frame, exit)
+        })
     }
 }
 
@@ -467,7 +484,7 @@ impl ActiveScope {
     /// finished.
     pub fn flush(&mut self) -> Result<FlushReport> {
         let frame = self.take_exited()?;
-        let result = finish(frame, Exit::Success);
+        let result = CONTEXT.with(|cx| finish_in(cx, frame, Exit::Success, Detail::Full));
         self.state = match result {
             Ok(_) => ActiveState::Flushed,
             Err(_) => ActiveState::Failed,
@@ -482,10 +499,9 @@ impl ActiveScope {
     /// As [`flush`](ActiveScope::flush).
     pub async fn flush_async(&mut self) -> Result<FlushReport> {
         let frame = self.take_exited()?;
-        let result = match prepare(frame, Exit::Success) {
-            Prepared::Done(report) => Ok(report),
-            Prepared::Dispatch(mut batch) => {
-                let (intents, executor, report) = batch.take();
+        let result = match prepare(frame, Exit::Success, Detail::Full).into_dispatch() {
+            Ok(report) => Ok(report),
+            Err((intents, executor, report)) => {
                 let result = match kind::start(intents, executor) {
                     Dispatch::Done(result) => result,
                     Dispatch::Pending(future) => future.await,
@@ -513,10 +529,7 @@ impl ActiveScope {
 
     fn with_intents<R>(&self, f: impl FnOnce(&[Intent]) -> R) -> R {
         fn buffer(frame: &Frame) -> &[Intent] {
-            match &frame.sink {
-                Sink::Buffer { intents, .. } => intents,
-                Sink::Remote(_) => &[],
-            }
+            &frame.intents
         }
         match &self.state {
             ActiveState::Exited(frame) => f(buffer(frame)),
@@ -601,7 +614,18 @@ impl fmt::Debug for ActiveScope {
 
 /// Drops a frame's intents, returning how many there were.
 pub(crate) fn discard(frame: Frame, exit: Exit) -> usize {
-    let count = frame.into_intents().len();
+    let intents = frame.into_intents();
+    let count = intents.len();
+    match CONTEXT.try_with(|cx| discard_intents(cx, intents, exit)) {
+        Ok(count) => count,
+        // Thread teardown: the intents were dropped with the closure.
+        Err(_) => count,
+    }
+}
+
+fn discard_intents(cx: &Context, intents: Vec<Intent>, exit: Exit) -> usize {
+    let count = intents.len();
+    cx.recycle(intents);
     tracing::debug!(target: "airlock", ?exit, discarded = count, "scope discarded");
     count
 }
@@ -610,91 +634,218 @@ pub(crate) fn discard(frame: Frame, exit: Exit) -> usize {
 pub(crate) enum Prepared {
     /// Nothing left to dispatch now.
     Done(FlushReport),
+    /// For the inline executor, with no scope kind to consult.
+    Inline(Vec<Intent>, FlushReport),
     Dispatch(Batch),
+}
+
+type Pending = (Vec<Intent>, Option<Arc<dyn Executor>>, FlushReport);
+
+impl Prepared {
+    /// The report if nothing is left to do, else what the executor must take.
+    pub(crate) fn into_dispatch(self) -> std::result::Result<FlushReport, Pending> {
+        match self {
+            Prepared::Done(report) => Ok(report),
+            Prepared::Inline(intents, report) => Err((intents, None, report)),
+            Prepared::Dispatch(mut batch) => Err(batch.take()),
+        }
+    }
 }
 
 /// Ends a frame synchronously: discard, or flush and dispatch (blocking on an
 /// asynchronous executor).
-pub(crate) fn finish(frame: Frame, exit: Exit) -> Result<FlushReport> {
-    match prepare(frame, exit) {
+pub(crate) fn finish_in(
+    cx: &Context,
+    frame: Frame,
+    exit: Exit,
+    detail: Detail,
+) -> Result<FlushReport> {
+    match prepare_in(cx, frame, exit, detail) {
         Prepared::Done(report) => Ok(report),
+        Prepared::Inline(intents, report) => dispatch_inline(cx, intents, report),
         Prepared::Dispatch(batch) => batch.dispatch(),
     }
+}
+
+/// Ends a frame whose report nobody reads (the closure and future forms).
+///
+/// The common scope (built-in settings, no handle taken, not nested, intents
+/// without policies of their own) is decided here directly; everything else
+/// takes the general path.
+#[inline]
+pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> {
+    if frame.config.is_some() || frame.shared.is_some() {
+        return finish_in(cx, frame, exit, Detail::Exceptions).map(drop);
+    }
+    let intents = frame.intents;
+    if exit != Exit::Success {
+        return {
+            discard_intents(cx, intents, exit);
+            Ok(())
+        };
+    }
+    if intents.is_empty() {
+        tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
+        cx.recycle(intents);
+        return Ok(());
+    }
+    let plain = cx.frames.borrow().is_empty() && intents.iter().all(|i| !i.has_policies());
+    if !plain {
+        return finish_in(cx, Frame::local(0, None, intents), exit, Detail::Exceptions).map(drop);
+    }
+    tracing::debug!(
+        target: "airlock",
+        allowed = intents.len(),
+        dropped = 0,
+        captured = 0,
+        "scope flushed"
+    );
+    let report = FlushReport {
+        dispatched: intents.len(),
+        ..FlushReport::default()
+    };
+    dispatch_inline(cx, intents, report).map(drop)
+}
+
+/// The inline executor's loop, run here so the emptied buffer can be reused.
+#[inline]
+fn dispatch_inline(
+    cx: &Context,
+    mut intents: Vec<Intent>,
+    report: FlushReport,
+) -> Result<FlushReport> {
+    let mut dispatched = 0;
+    let mut drain = intents.drain(..);
+    while let Some(intent) = drain.next() {
+        let task = intent.name();
+        if let Err(error) = intent.run().wait() {
+            let failure = DispatchFailure {
+                dispatched,
+                failed_task: task,
+                failed: None,
+                error,
+                not_attempted: drain.collect(),
+            };
+            return kind::settle(report, Err(failure));
+        }
+        dispatched += 1;
+    }
+    drop(drain);
+    cx.recycle(intents);
+    Ok(report)
+}
+
+/// How much a flush records in its report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Every intent's fate: the caller returns the report.
+    Full,
+    /// Only dropped intents, and counts: nobody reads the report unless the
+    /// dispatch fails, and the common flush then allocates nothing for it.
+    Exceptions,
+}
+
+/// [`prepare_in`] for callers outside the thread's context.
+pub(crate) fn prepare(frame: Frame, exit: Exit, detail: Detail) -> Prepared {
+    CONTEXT.with(|cx| prepare_in(cx, frame, exit, detail))
 }
 
 /// Everything a flush does before the executor: the flush decision, capture by
 /// enclosing scopes (rule 8), then the policies (rule 6), then the kind's
 /// scheduling.
-pub(crate) fn prepare(frame: Frame, exit: Exit) -> Prepared {
-    let policy = frame.policy.clone();
-    let executor = frame.executor.clone();
-    let kind = frame.kind.clone();
-    CONTEXT.with(|cx| {
-        let flush = match (&kind, exit) {
-            (_, Exit::Panic | Exit::Cancelled) => false,
-            (None, exit) => exit == Exit::Success,
-            (Some(kind), exit) => {
-                let _hook = HookGuard::enter(cx);
-                kind.should_flush(exit)
-            }
-        };
-        if !flush {
-            discard(frame, exit);
-            return Prepared::Done(FlushReport::default());
-        }
-        let mut intents = frame.into_intents();
-        let before = intents.len();
-        if !intents.is_empty() {
-            hand_to_ancestors(cx, &mut intents, policy.as_ref(), kind.as_deref());
-        }
-        let captured = before - intents.len();
-        let mut report = FlushReport {
-            entries: Vec::with_capacity(intents.len()),
-            captured,
-        };
-        {
+pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail) -> Prepared {
+    let flush = match (frame.kind(), exit) {
+        (_, Exit::Panic | Exit::Cancelled) => false,
+        (None, exit) => exit == Exit::Success,
+        (Some(kind), exit) => {
             let _hook = HookGuard::enter(cx);
-            intents.retain(|intent| {
-                let dropped_by = intent
-                    .policies()
-                    .find_map(|p| p.dropped_by(intent))
-                    .or_else(|| policy.as_ref().and_then(|p| p.dropped_by(intent)));
-                report.entries.push(ReportEntry {
-                    task: intent.name(),
-                    fate: dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy }),
-                });
-                dropped_by.is_none()
+            kind.should_flush(exit)
+        }
+    };
+    if !flush {
+        discard(frame, exit);
+        return Prepared::Done(FlushReport::default());
+    }
+    let config = frame.config.clone();
+    let (policy, executor, kind) = match &config {
+        None => (None, None, None),
+        Some(c) => (c.policy.as_ref(), c.executor.clone(), c.kind.as_ref()),
+    };
+    let mut intents = frame.into_intents();
+    let before = intents.len();
+    if before > 0 {
+        hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k));
+    }
+    // A kind may defer dispatch, and its report must then say which intents
+    // were deferred.
+    let detailed = detail == Detail::Full || kind.is_some();
+    let mut report = FlushReport {
+        captured: before - intents.len(),
+        detailed,
+        ..FlushReport::default()
+    };
+    let judged = intents.len();
+    if judged > 0 {
+        let _hook = HookGuard::enter(cx);
+        judge(&mut intents, policy.map(|p| &**p), &mut report);
+    }
+    // Settled by the dispatch: lowered if it fails part-way.
+    report.dispatched = intents.len();
+    tracing::debug!(
+        target: "airlock",
+        allowed = intents.len(),
+        dropped = judged - intents.len(),
+        captured = report.captured,
+        "scope flushed"
+    );
+    if intents.is_empty() {
+        cx.recycle(intents);
+        return Prepared::Done(report);
+    }
+    let Some(kind) = kind else {
+        return match executor {
+            None => Prepared::Inline(intents, report),
+            executor => Prepared::Dispatch(Batch::new(intents, executor, report)),
+        };
+    };
+    let mut deferred = report.clone();
+    let scheduled = {
+        let _hook = HookGuard::enter(cx);
+        kind.schedule(Batch::new(intents, executor, report))
+    };
+    match scheduled {
+        Some(batch) => Prepared::Dispatch(batch),
+        None => {
+            deferred.mark(Fate::Dispatched, Fate::Deferred);
+            deferred.dispatched = 0;
+            Prepared::Done(deferred)
+        }
+    }
+}
+
+/// Applies the policies at flush (rule 6): each intent's own (local regions,
+/// then captured scopes, innermost first), then the flushing scope's. Keeps
+/// the allowed intents in order and reports every fate.
+fn judge(intents: &mut Vec<Intent>, policy: Option<&dyn Policy>, report: &mut FlushReport) {
+    intents.retain(|intent| {
+        let mut dropped_by = None;
+        if intent.has_policies() {
+            dropped_by = intent.policies().find_map(|p| p.dropped_by(intent));
+        }
+        if dropped_by.is_none()
+            && let Some(policy) = policy
+        {
+            dropped_by = policy.dropped_by(intent);
+        }
+        let fate = dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy });
+        if report.detailed || fate != Fate::Dispatched {
+            report.entries.push(ReportEntry {
+                task: intent.name(),
+                fate,
             });
         }
-        tracing::debug!(
-            target: "airlock",
-            allowed = intents.len(),
-            dropped = report.entries.len() - intents.len(),
-            captured,
-            "scope flushed"
-        );
-        if intents.is_empty() {
-            return Prepared::Done(report);
-        }
-        let batch = Batch::new(intents, executor, report);
-        match kind {
-            None => Prepared::Dispatch(batch),
-            Some(kind) => {
-                let mut deferred = batch.report().clone();
-                let scheduled = {
-                    let _hook = HookGuard::enter(cx);
-                    kind.schedule(batch)
-                };
-                match scheduled {
-                    Some(batch) => Prepared::Dispatch(batch),
-                    None => {
-                        deferred.mark(Fate::Dispatched, Fate::Deferred);
-                        Prepared::Done(deferred)
-                    }
-                }
-            }
-        }
-    })
+        dropped_by.is_none()
+    });
 }
 
 /// Offers an exiting scope's intents to its enclosing scopes, nearest first;
@@ -707,12 +858,15 @@ fn hand_to_ancestors(
     kind: Option<&dyn ScopeKind>,
 ) {
     let mut frames = cx.frames.borrow_mut();
+    if frames.is_empty() {
+        return;
+    }
     let exiting = Descendant { kind };
     for ancestor in frames.iter_mut().rev() {
         if intents.is_empty() {
             return;
         }
-        let release = match &ancestor.kind {
+        let release = match ancestor.kind() {
             None => Release::None,
             Some(ancestor_kind) => {
                 let _hook = HookGuard::enter(cx);
@@ -741,9 +895,8 @@ fn hand_to_ancestors(
             }
             intent
         });
-        match &mut ancestor.sink {
-            Sink::Buffer { intents: buffer, .. } => buffer.extend(captured),
-            Sink::Remote(shared) => {
+        match (&ancestor.shared, ancestor.remote) {
+            (Some(shared), true) => {
                 if let Err(lost) = shared.push_all(captured.collect()) {
                     let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
                     tracing::error!(
@@ -756,6 +909,7 @@ fn hand_to_ancestors(
                 // The handle's scope decides for its own ancestors when it ends.
                 return;
             }
+            _ => ancestor.intents.extend(captured),
         }
     }
 }

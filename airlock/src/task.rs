@@ -101,6 +101,7 @@ impl Run {
     /// The future is polled without an async runtime: an asynchronous task that
     /// needs one (for tokio's timers or sockets) must be run by an executor that
     /// provides it, such as `TokioExecutor`.
+    #[inline]
     pub fn wait(self) -> Result<(), BoxError> {
         match self {
             Run::Done(result) => result,
@@ -235,7 +236,9 @@ impl DispatchOptions {
         self.priority = self.priority.or(fallback.priority);
         self.max_attempts = self.max_attempts.or(fallback.max_attempts);
         for (key, value) in &fallback.extras {
-            self.extras.entry(key.clone()).or_insert_with(|| value.clone());
+            self.extras
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         self
     }

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Runs the Python reference benchmark and airlock's Rust benchmark in one go
+and prints, per workload, Rust ns/op, Python ns/op and the ratio.
+
+    python3 bench/compare.py            # 9 trials each
+    python3 bench/compare.py 15         # 15 trials each
+
+It installs airlock-py (the version the reference pins) into a temporary
+virtualenv, so it needs network access to PyPI, and it reads the reference
+script from ../shared/bench/airlock-py (or $AIRLOCK_PY_BENCH).
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = Path(
+    os.environ.get(
+        "AIRLOCK_PY_BENCH", ROOT.parent / "shared" / "bench" / "airlock-py" / "bench_airlock.py"
+    )
+)
+AIRLOCK_PY = "airlock-py==0.1.0a3"
+LINE = re.compile(r"^(\w+): ([0-9.]+) (ns/op|bytes/intent)$")
+
+
+def parse(output):
+    return {m[1]: float(m[2]) for m in map(LINE.match, output.splitlines()) if m}
+
+
+def run_python(trials):
+    with tempfile.TemporaryDirectory(prefix="airlock-py-") as tmp:
+        venv.create(tmp, with_pip=True)
+        py = Path(tmp) / "bin" / "python"
+        subprocess.run(
+            [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", AIRLOCK_PY],
+            check=True,
+        )
+        out = subprocess.run(
+            [py, REFERENCE, str(trials)], check=True, capture_output=True, text=True
+        )
+        return parse(out.stdout)
+
+
+def run_rust(trials):
+    out = subprocess.run(
+        ["cargo", "bench", "--quiet", "-p", "airlock-effects", "--bench", "workloads", "--", str(trials)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return parse(out.stdout)
+
+
+def main():
+    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 9
+    if not REFERENCE.is_file():
+        sys.exit(f"reference benchmark not found at {REFERENCE}: set AIRLOCK_PY_BENCH")
+    print(f"# {trials} trials each; medians in ns/op; ratio = Python / Rust", flush=True)
+    rust = run_rust(trials)
+    python = run_python(trials)
+    floor = rust.get("floor_box_push")
+    print(f"{'workload':<24}{'rust':>10}{'python':>10}{'ratio':>9}")
+    worst = None
+    for name, py_ns in python.items():
+        rs_ns = rust[name]
+        ratio = py_ns / rs_ns
+        worst = ratio if worst is None else min(worst, ratio)
+        print(f"{name:<24}{rs_ns:>10.1f}{py_ns:>10.1f}{ratio:>8.0f}x")
+    if floor:
+        print(f"{'floor_box_push':<24}{floor:>10.1f}")
+        print(f"enqueue / floor: {rust['enqueue_dropall'] / floor:.2f}x")
+    if "heap_per_intent" in rust:
+        print(f"heap per buffered two-field intent: {rust['heap_per_intent']:.1f} bytes")
+    print(f"slowest ratio: {worst:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
