@@ -28,6 +28,18 @@ pub(crate) struct Frame {
     /// another thread or task, entered through a handle), the scope itself.
     pub(crate) shared: Option<Arc<Shared>>,
     pub(crate) remote: bool,
+    pub(crate) enclosing: Enclosing,
+}
+
+/// Which scope a frame's intents are offered to when it flushes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Enclosing {
+    /// Whatever is current at flush: closures and futures nest structurally.
+    Current,
+    /// Nothing: an `ActiveScope` entered where no scope was current.
+    Root,
+    /// The frame that was current when an `ActiveScope` was entered.
+    Frame(u64),
 }
 
 /// A scope's WHAT, HOW and WHEN, where they differ from the built-ins.
@@ -118,6 +130,7 @@ impl Frame {
             intents,
             shared: None,
             remote: false,
+            enclosing: Enclosing::Current,
         }
     }
 
@@ -128,6 +141,7 @@ impl Frame {
             intents: Vec::new(),
             shared: Some(shared),
             remote: true,
+            enclosing: Enclosing::Current,
         }
     }
 
@@ -358,10 +372,10 @@ impl Context {
 fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
     let reject = |policy: &dyn Policy| {
         policy
-            .on_enqueue(intent)
-            .map_err(|violation| Error::PolicyViolation {
+            .rejected_by(intent)
+            .map_err(|(policy, violation)| Error::PolicyViolation {
                 task: intent.name(),
-                policy: policy.name(),
+                policy,
                 violation,
             })
     };

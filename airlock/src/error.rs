@@ -132,10 +132,13 @@ pub enum StateErrorKind {
     FlushFailed,
     /// An enqueue through a handle whose scope has ended.
     Ended,
-    /// A scope opened from inside a policy or scope hook.
+    /// A scope opened, or a handle taken, from inside a policy or scope hook.
     InHook,
     /// A handle asked for where no scope is current.
     NoScope,
+    /// `flush` of an `ActiveScope` whose enclosing scope is no longer the
+    /// current one.
+    EnclosingNotCurrent,
 }
 
 impl StateError {
@@ -181,12 +184,18 @@ impl fmt::Display for StateError {
                  (join it before the scope returns)",
                 self.task.unwrap_or("?")
             ),
+            EnclosingNotCurrent => f.write_str(
+                "the scope this one was entered in is no longer current, so its intents have \
+                 nowhere to go: flush (or discard) a nested scope before exiting the scope \
+                 around it",
+            ),
             NoScope => f.write_str(
                 "no airlock scope is active here to take a handle to: call `airlock::handle()` \
                  inside the scope whose intents the spawned work should join",
             ),
             InHook => f.write_str(
-                "cannot open a scope inside a policy or scope hook: hooks only judge intents",
+                "cannot open a scope or take a scope handle inside a policy or scope hook: \
+                 hooks only judge intents",
             ),
         }
     }

@@ -38,9 +38,26 @@ enum State<R> {
     Flushing {
         out: Option<R>,
         report: FlushReport,
-        dispatch: BoxFuture<Result<(), DispatchFailure>>,
+        dispatch: Dispatching,
     },
     Done,
+}
+
+/// A dispatch under way; dropping it unfinished (the scope's future was
+/// cancelled mid-flush) leaves some effects escaped and others not, so it
+/// says so.
+struct Dispatching(Option<BoxFuture<Result<(), DispatchFailure>>>);
+
+impl Drop for Dispatching {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            tracing::warn!(
+                target: "airlock",
+                "an async scope was cancelled while its executor was dispatching: \
+                 some intents may have escaped and the rest were dropped"
+            );
+        }
+    }
 }
 
 /// Owns a scope's frame between polls; discards it if dropped with it.
@@ -125,9 +142,13 @@ where
                     };
                     let (intents, executor, report) =
                         match scope::prepare(frame, exit, Detail::Exceptions).into_dispatch() {
-                            Ok(_) => {
+                            Ok(Ok(_)) => {
                                 *this.state = State::Done;
                                 return Poll::Ready(out);
+                            }
+                            Ok(Err(error)) => {
+                                *this.state = State::Done;
+                                return Poll::Ready(out.absorb_flush_error(error));
                             }
                             Err(pending) => pending,
                         };
@@ -140,7 +161,7 @@ where
                             *this.state = State::Flushing {
                                 out: Some(out),
                                 report,
-                                dispatch,
+                                dispatch: Dispatching(Some(dispatch)),
                             };
                         }
                     }
@@ -150,7 +171,12 @@ where
                     report,
                     dispatch,
                 } => {
-                    let result = ready!(dispatch.as_mut().poll(cx));
+                    let future = dispatch
+                        .0
+                        .as_mut()
+                        .expect("airlock: dispatch polled after completion");
+                    let result = ready!(future.as_mut().poll(cx));
+                    dispatch.0 = None;
                     let out = out.take().expect("airlock: output taken twice");
                     let report = std::mem::take(report);
                     *this.state = State::Done;
@@ -215,8 +241,8 @@ impl<F: Future> Future for PolicyFuture<F> {
             // first polled.
             *this.linked = true;
             let outer = CONTEXT.with(|cx| cx.local_chain());
-            if let (Some(outer), Some(chain)) = (outer, this.chain.take()) {
-                *this.chain = Some(chain.on_top_of(outer));
+            if let Some(outer) = outer {
+                *this.chain = this.chain.take().map(|chain| chain.on_top_of(outer));
             }
         }
         let _swap = SwapRegion::new(this.chain);

@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 use pin_project_lite::pin_project;
 
 use crate::context::{CONTEXT, Context, Frame, Shared};
-use crate::error::{Result, StateError, StateErrorKind};
+use crate::error::{Error, Result, StateError, StateErrorKind};
 use crate::intent::Intent;
 
 /// A `Send` handle to a scope, for work spawned on other threads or tasks.
@@ -50,6 +50,9 @@ pub struct ScopeHandle {
 /// A [`StateError`] if no scope is current.
 pub fn handle() -> Result<ScopeHandle> {
     CONTEXT.with(|cx| {
+        if cx.in_hook() {
+            return Err(StateError::new(StateErrorKind::InHook).into());
+        }
         let mut frames = cx.frames.borrow_mut();
         let policies = Context::scope_policies(&frames);
         let top = frames
@@ -71,10 +74,7 @@ pub fn handle() -> Result<ScopeHandle> {
 impl ScopeHandle {
     /// Whether the scope is still open to intents.
     pub fn is_open(&self) -> bool {
-        self.shared
-            .inbox
-            .lock()
-            .map_or(false, |inbox| inbox.is_some())
+        self.shared.inbox.lock().is_ok_and(|inbox| inbox.is_some())
     }
 
     /// Enqueues into the scope from anywhere.
@@ -84,12 +84,23 @@ impl ScopeHandle {
     /// As [`enqueue`](crate::enqueue), and [`StateErrorKind::Ended`] once the
     /// scope has ended.
     pub fn enqueue(&self, intent: impl Into<Intent>) -> Result<()> {
+        let intent = intent.into();
+        if CONTEXT.with(Context::in_hook) {
+            return Err(Error::EnqueueInHook {
+                task: intent.name(),
+            });
+        }
         self.run(|| crate::enqueue(intent))
     }
 
     /// Runs `f` with the scope current on this thread: plain
     /// [`enqueue`](crate::enqueue) calls inside reach it, and scopes opened
     /// inside are captured into it.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a policy or scope hook, which is a bug: hooks
+    /// judge intents, they do not run units of work.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let _lent = RemoteFrame::push(&self.shared);
         f()

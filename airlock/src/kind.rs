@@ -91,7 +91,9 @@ pub trait ScopeKind: Any + Send + Sync {
     /// Called on each enclosing scope, nearest first, when a nested scope
     /// flushes: which of `intents` may the exiting scope dispatch itself? The
     /// others are captured into this scope's buffer, still carrying the
-    /// exiting scope's policy.
+    /// exiting scope's policy. Those let through still answer to this scope's
+    /// policy when the exiting scope flushes them: every policy on the path
+    /// counts.
     fn before_descendant_flushes(&self, exiting: &Descendant<'_>, intents: &[Intent]) -> Release {
         let _ = (exiting, intents);
         Release::None

@@ -73,8 +73,6 @@
 //! - `tokio`: [`TokioExecutor`](crate::executor::TokioExecutor).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-extern crate self as airlock;
-
 mod block_on;
 mod call_display;
 mod config;

@@ -60,6 +60,14 @@ pub trait Policy: Send + Sync + 'static {
     fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
         (!self.allows(intent)).then(|| self.name())
     }
+
+    /// [`on_enqueue`](Policy::on_enqueue) with the name of the policy that
+    /// rejected: combinators report the member that said no.
+    #[doc(hidden)]
+    fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
+        self.on_enqueue(intent)
+            .map_err(|violation| (self.name(), violation))
+    }
 }
 
 /// Why a policy rejected an intent at enqueue.
@@ -113,6 +121,9 @@ macro_rules! forward_policy {
             fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
                 (**self).dropped_by(intent)
             }
+            fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
+                (**self).rejected_by(intent)
+            }
         }
     )*};
 }
@@ -132,6 +143,9 @@ forward_policy!(Box, Arc);
 /// let scope = Scope::new().policy(dynamic);
 /// ```
 impl<P: Policy> Policy for Vec<P> {
+    fn name(&self) -> &'static str {
+        "policy list"
+    }
     fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
         self.iter().try_for_each(|p| p.on_enqueue(intent))
     }
@@ -141,11 +155,17 @@ impl<P: Policy> Policy for Vec<P> {
     fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
         self.iter().find_map(|p| p.dropped_by(intent))
     }
+    fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
+        self.iter().try_for_each(|p| p.rejected_by(intent))
+    }
 }
 
 macro_rules! tuple_policy {
     ($($name:ident)+) => {
         impl<$($name: Policy),+> Policy for ($($name,)+) {
+            fn name(&self) -> &'static str {
+                "policy tuple"
+            }
             #[allow(non_snake_case)]
             fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
                 let ($($name,)+) = self;
@@ -161,6 +181,12 @@ macro_rules! tuple_policy {
             fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
                 let ($($name,)+) = self;
                 None$(.or_else(|| $name.dropped_by(intent)))+
+            }
+            #[allow(non_snake_case)]
+            fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
+                let ($($name,)+) = self;
+                $($name.rejected_by(intent)?;)+
+                Ok(())
             }
         }
     };

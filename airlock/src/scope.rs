@@ -5,8 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{CONTEXT, Config, Context, Frame, HookGuard};
-use crate::error::{Error, Result, StateError, StateErrorKind};
+use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard};
+use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
 use crate::kind::{self, Batch, Descendant, Exit, Release, ScopeKind};
@@ -194,7 +194,16 @@ impl Scope {
     /// ```
     pub fn enter(self) -> Result<ActiveScope> {
         CONTEXT.with(|cx| {
-            let frame = self.into_frame(cx);
+            let mut frame = self.into_frame(cx);
+            frame.enclosing = match cx
+                .frames
+                .try_borrow()
+                .ok()
+                .and_then(|f| f.last().map(|t| t.id))
+            {
+                Some(id) => Enclosing::Frame(id),
+                None => Enclosing::Root,
+            };
             let id = frame.id;
             cx.push(frame)
                 .map_err(|_| StateError::new(StateErrorKind::InHook))?;
@@ -456,8 +465,13 @@ impl ActiveScope {
         Ok(())
     }
 
-    fn take_exited(&mut self) -> Result<Frame> {
-        let kind = match self.state {
+    /// Takes the frame of an exited scope. A flush (`for_flush`) also needs
+    /// the scope it was entered in to be current, to hand its intents to.
+    fn take_exited(&mut self, for_flush: bool) -> Result<Frame> {
+        let kind = match &self.state {
+            ActiveState::Exited(frame) if for_flush && !encloser_is_current(frame.enclosing) => {
+                StateErrorKind::EnclosingNotCurrent
+            }
             ActiveState::Exited(_) => {
                 let ActiveState::Exited(frame) =
                     std::mem::replace(&mut self.state, ActiveState::Failed)
@@ -483,7 +497,7 @@ impl ActiveScope {
     /// [`Error::Dispatch`] if the executor fails, after which the scope is
     /// finished.
     pub fn flush(&mut self) -> Result<FlushReport> {
-        let frame = self.take_exited()?;
+        let frame = self.take_exited(true)?;
         let result = CONTEXT.with(|cx| finish_in(cx, frame, Exit::Success, Detail::Full));
         self.state = match result {
             Ok(_) => ActiveState::Flushed,
@@ -498,9 +512,9 @@ impl ActiveScope {
     ///
     /// As [`flush`](ActiveScope::flush).
     pub async fn flush_async(&mut self) -> Result<FlushReport> {
-        let frame = self.take_exited()?;
+        let frame = self.take_exited(true)?;
         let result = match prepare(frame, Exit::Success, Detail::Full).into_dispatch() {
-            Ok(report) => Ok(report),
+            Ok(result) => result,
             Err((intents, executor, report)) => {
                 let result = match kind::start(intents, executor) {
                     Dispatch::Done(result) => result,
@@ -522,7 +536,7 @@ impl ActiveScope {
     ///
     /// A [`StateError`] if the scope is still current or already finished.
     pub fn discard(&mut self) -> Result<usize> {
-        let frame = self.take_exited()?;
+        let frame = self.take_exited(false)?;
         self.state = ActiveState::Discarded;
         Ok(discard(frame, Exit::Failure))
     }
@@ -568,6 +582,19 @@ impl ActiveScope {
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Whether the scope an `ActiveScope` was entered in is current again, so its
+/// intents can be handed to it.
+fn encloser_is_current(enclosing: Enclosing) -> bool {
+    match enclosing {
+        Enclosing::Current | Enclosing::Root => true,
+        Enclosing::Frame(id) => CONTEXT.with(|cx| {
+            cx.frames
+                .try_borrow()
+                .is_ok_and(|frames| frames.last().is_some_and(|top| top.id == id))
+        }),
     }
 }
 
@@ -637,15 +664,19 @@ pub(crate) enum Prepared {
     /// For the inline executor, with no scope kind to consult.
     Inline(Vec<Intent>, FlushReport),
     Dispatch(Batch),
+    /// The flush could not go on; the error hands back what it holds.
+    Failed(Error),
 }
 
 type Pending = (Vec<Intent>, Option<Arc<dyn Executor>>, FlushReport);
 
 impl Prepared {
-    /// The report if nothing is left to do, else what the executor must take.
-    pub(crate) fn into_dispatch(self) -> std::result::Result<FlushReport, Pending> {
+    /// The outcome if nothing is left to do, else what the executor must
+    /// take.
+    pub(crate) fn into_dispatch(self) -> std::result::Result<Result<FlushReport>, Pending> {
         match self {
-            Prepared::Done(report) => Ok(report),
+            Prepared::Done(report) => Ok(Ok(report)),
+            Prepared::Failed(error) => Ok(Err(error)),
             Prepared::Inline(intents, report) => Err((intents, None, report)),
             Prepared::Dispatch(mut batch) => Err(batch.take()),
         }
@@ -664,6 +695,7 @@ pub(crate) fn finish_in(
         Prepared::Done(report) => Ok(report),
         Prepared::Inline(intents, report) => dispatch_inline(cx, intents, report),
         Prepared::Dispatch(batch) => batch.dispatch(),
+        Prepared::Failed(error) => Err(error),
     }
 }
 
@@ -712,25 +744,31 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
 fn dispatch_inline(
     cx: &Context,
     mut intents: Vec<Intent>,
-    report: FlushReport,
+    mut report: FlushReport,
 ) -> Result<FlushReport> {
-    let mut dispatched = 0;
-    let mut drain = intents.drain(..);
-    while let Some(intent) = drain.next() {
-        let task = intent.name();
-        if let Err(error) = intent.run().wait() {
+    for index in 0..intents.len() {
+        let payload = intents[index].take_payload();
+        if let Err(error) = payload.run().wait() {
+            if !report.detailed {
+                // Name the intents that did escape; their payloads are gone,
+                // their names are not.
+                let escaped = intents[..index].iter().map(|intent| ReportEntry {
+                    task: intent.name(),
+                    fate: Fate::Dispatched,
+                });
+                report.entries.extend(escaped);
+            }
             let failure = DispatchFailure {
-                dispatched,
-                failed_task: task,
+                dispatched: index,
+                failed_task: intents[index].name(),
                 failed: None,
                 error,
-                not_attempted: drain.collect(),
+                not_attempted: intents.split_off(index + 1),
             };
             return kind::settle(report, Err(failure));
         }
-        dispatched += 1;
     }
-    drop(drain);
+    intents.clear();
     cx.recycle(intents);
     Ok(report)
 }
@@ -767,14 +805,18 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
         return Prepared::Done(FlushReport::default());
     }
     let config = frame.config.clone();
+    let enclosing = frame.enclosing;
     let (policy, executor, kind) = match &config {
         None => (None, None, None),
         Some(c) => (c.policy.as_ref(), c.executor.clone(), c.kind.as_ref()),
     };
     let mut intents = frame.into_intents();
     let before = intents.len();
-    if before > 0 {
-        hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k));
+    if before > 0
+        && enclosing != Enclosing::Root
+        && let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k))
+    {
+        return Prepared::Failed(ended_handle(lost));
     }
     // A kind may defer dispatch, and its report must then say which intents
     // were deferred.
@@ -851,20 +893,23 @@ fn judge(intents: &mut Vec<Intent>, policy: Option<&dyn Policy>, report: &mut Fl
 /// Offers an exiting scope's intents to its enclosing scopes, nearest first;
 /// each captures what it does not release (rule 8). Captured intents keep the
 /// exiting scope's policy (rule 9).
+///
+/// Fails, handing the intents back, when the nearest enclosing scope is one
+/// reached through a handle and it has already ended.
 fn hand_to_ancestors(
     cx: &Context,
     intents: &mut Vec<Intent>,
     policy: Option<&Arc<dyn Policy>>,
     kind: Option<&dyn ScopeKind>,
-) {
+) -> std::result::Result<(), Vec<Intent>> {
     let mut frames = cx.frames.borrow_mut();
     if frames.is_empty() {
-        return;
+        return Ok(());
     }
     let exiting = Descendant { kind };
     for ancestor in frames.iter_mut().rev() {
         if intents.is_empty() {
-            return;
+            return Ok(());
         }
         let release = match ancestor.kind() {
             None => Release::None,
@@ -888,6 +933,12 @@ fn hand_to_ancestors(
                 captured
             }
         };
+        // What the ancestor lets through still answers to its policy (rule 9).
+        if let Some(ancestor_policy) = ancestor.policy() {
+            for intent in intents.iter_mut() {
+                intent.push_scope_policy(ancestor_policy.clone());
+            }
+        }
         let captured = captured.into_iter().map(|mut intent| {
             intent.captured = true;
             if let Some(policy) = policy {
@@ -897,19 +948,31 @@ fn hand_to_ancestors(
         });
         match (&ancestor.shared, ancestor.remote) {
             (Some(shared), true) => {
-                if let Err(lost) = shared.push_all(captured.collect()) {
-                    let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
-                    tracing::error!(
-                        target: "airlock",
-                        intents = ?lost,
-                        "a nested scope flushed into a handle whose scope had already ended: \
-                         these intents could not be captured and were discarded"
-                    );
-                }
                 // The handle's scope decides for its own ancestors when it ends.
-                return;
+                return shared.push_all(captured.collect());
             }
             _ => ancestor.intents.extend(captured),
         }
     }
+    Ok(())
+}
+
+/// The error for intents that a nested scope could not hand to the scope of
+/// an ended handle.
+fn ended_handle(lost: Vec<Intent>) -> Error {
+    let task = lost.first().map_or("?", Intent::name);
+    tracing::error!(
+        target: "airlock",
+        task,
+        count = lost.len(),
+        "a nested scope flushed into a handle whose scope had already ended"
+    );
+    DispatchError {
+        report: FlushReport::default(),
+        failed_task: task,
+        source: Box::new(StateError::for_task(StateErrorKind::Ended, task)),
+        failed: None,
+        undispatched: lost,
+    }
+    .into()
 }

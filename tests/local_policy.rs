@@ -1,0 +1,508 @@
+//! Local policy regions: rule 10 (`with_policy` and `with_policy_async`
+//! apply a policy to the intents enqueued inside them, without a new buffer).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use airlock::{
+    AllowAll, AssertNoEffects, BlockTasks, DropAll, Error, FlushReport, Intent, Policy, Scope,
+    Violation,
+};
+use airlock_tests::{Log, Other, Record};
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+fn seen(calls: &Calls) -> Vec<String> {
+    calls.lock().unwrap().clone()
+}
+
+/// Allows everything and records `hook:name`.
+struct Tag {
+    name: &'static str,
+    calls: Calls,
+}
+
+impl Policy for Tag {
+    fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("enqueue:{}", self.name));
+        Ok(())
+    }
+
+    fn allows(&self, _: &Intent) -> bool {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("allows:{}", self.name));
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+fn tag(name: &'static str, calls: &Calls) -> Tag {
+    Tag {
+        name,
+        calls: calls.clone(),
+    }
+}
+
+/// The names of the policies each intent carries.
+fn carried(intents: &[Intent]) -> Vec<Vec<&'static str>> {
+    intents
+        .iter()
+        .map(|i| i.policies().map(|p| p.name()).collect())
+        .collect()
+}
+
+/// Runs `f` in an entered scope and returns the flush report.
+fn flush(f: impl FnOnce()) -> FlushReport {
+    let mut scope = Scope::new().enter().unwrap();
+    f();
+    scope.exit().unwrap();
+    scope.flush().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Synchronous regions.
+// ---------------------------------------------------------------------------
+
+/// Rule 10: a region applies to enqueues inside it only, not before or after.
+#[test]
+fn region_applies_inside_only() {
+    let log = Log::new();
+    let report = flush(|| {
+        airlock::enqueue(log.record("before")).unwrap();
+        airlock::with_policy(DropAll, || airlock::enqueue(log.record("inside"))).unwrap();
+        airlock::enqueue(log.record("after")).unwrap();
+    });
+    assert_eq!(log.runs(), ["before", "after"]);
+    assert_eq!(
+        report.dropped().collect::<Vec<_>>(),
+        [("record", "DropAll")]
+    );
+    assert_eq!(report.entries()[1].task, "record");
+    assert!(matches!(
+        report.entries()[1].fate,
+        airlock::Fate::Dropped { policy: "DropAll" }
+    ));
+}
+
+/// Rule 10: the region travels with the intent: only intents enqueued inside
+/// carry it.
+#[test]
+fn region_policy_is_captured_on_the_intent() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::enqueue(log.record("before")).unwrap();
+        airlock::with_policy(BlockTasks::of::<Other>(), || {
+            airlock::enqueue(log.record("inside")).unwrap();
+        });
+        airlock::enqueue(log.record("after")).unwrap();
+    });
+    assert_eq!(
+        carried(&intents),
+        [vec![], vec!["BlockTasks"], vec![]] as [Vec<&str>; 3]
+    );
+}
+
+/// Rule 10: a region opens no new buffer or boundary: intents land in the
+/// current scope's buffer straight away.
+#[test]
+fn region_adds_no_buffer() {
+    let log = Log::new();
+    let mut scope = Scope::new().enter().unwrap();
+    airlock::with_policy(AllowAll, || {
+        airlock::enqueue(log.record("a")).unwrap();
+        assert_eq!(airlock::buffered().len(), 1);
+    });
+    assert_eq!(scope.own_intents().len(), 1, "not captured: no boundary");
+    scope.exit().unwrap();
+    scope.flush().unwrap();
+    assert_eq!(log.runs(), ["a"]);
+}
+
+/// Rule 10: the region's value is returned from `with_policy`.
+#[test]
+fn with_policy_returns_the_closure_value() {
+    assert_eq!(airlock::with_policy(DropAll, || 5), 5);
+}
+
+/// Rule 10: regions nest; the innermost judges first, at enqueue and at flush,
+/// and the scope's policy last.
+#[test]
+fn regions_nest_innermost_first() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let mut scope = Scope::new().policy(tag("scope", &calls)).enter().unwrap();
+    airlock::with_policy(tag("outer", &calls), || {
+        airlock::with_policy(tag("inner", &calls), || {
+            airlock::enqueue(log.record("a")).unwrap();
+        });
+        airlock::enqueue(log.record("b")).unwrap();
+    });
+    assert_eq!(
+        carried(&scope.intents()),
+        [vec!["inner", "outer"], vec!["outer"]]
+    );
+    scope.exit().unwrap();
+    scope.flush().unwrap();
+    assert_eq!(
+        seen(&calls),
+        [
+            "enqueue:inner",
+            "enqueue:outer",
+            "enqueue:scope",
+            "enqueue:outer",
+            "enqueue:scope",
+            "allows:inner",
+            "allows:outer",
+            "allows:scope",
+            "allows:outer",
+            "allows:scope",
+        ]
+    );
+    assert_eq!(log.runs(), ["a", "b"]);
+}
+
+/// Rule 10: after an inner region closes, the outer region is in force again.
+#[test]
+fn outer_region_restored_after_inner_closes() {
+    let log = Log::new();
+    let report = flush(|| {
+        airlock::with_policy(BlockTasks::of::<Other>(), || {
+            airlock::with_policy(BlockTasks::of::<Record>(), || {
+                airlock::enqueue(log.record("inner-record")).unwrap();
+            });
+            airlock::enqueue(log.record("outer-record")).unwrap();
+            airlock::enqueue(log.other("outer-other")).unwrap();
+        })
+    });
+    assert_eq!(log.runs(), ["outer-record"]);
+    assert_eq!(report.dropped().count(), 2);
+}
+
+/// Rule 10: a region's `on_enqueue` can reject; the error names the region's
+/// policy and the intent is not buffered.
+#[test]
+fn region_on_enqueue_rejection() {
+    let log = Log::new();
+    let mut scope = Scope::new().enter().unwrap();
+    let error =
+        airlock::with_policy(AssertNoEffects, || airlock::enqueue(log.record("a"))).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::PolicyViolation {
+                task: "record",
+                policy: "AssertNoEffects",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let error = airlock::with_policy(BlockTasks::of::<Other>().reject_at_enqueue(), || {
+        airlock::enqueue(log.other("b"))
+    })
+    .unwrap_err();
+    assert!(matches!(
+        error,
+        Error::PolicyViolation {
+            task: "other",
+            policy: "BlockTasks",
+            ..
+        }
+    ));
+    assert!(scope.is_empty());
+    airlock::enqueue(log.record("c")).unwrap();
+    scope.exit().unwrap();
+    scope.flush().unwrap();
+    assert_eq!(log.runs(), ["c"]);
+}
+
+/// Rule 10: a region rejects before the scope's policy is asked.
+#[test]
+fn region_rejection_comes_before_the_scope_policy() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let result = Scope::new()
+        .policy(tag("scope", &calls))
+        .run(|| airlock::with_policy(AssertNoEffects, || airlock::enqueue(log.record("a"))));
+    assert!(result.is_err());
+    assert!(seen(&calls).is_empty(), "{:?}", seen(&calls));
+}
+
+/// Rule 10: regions apply inside nested scopes, and still apply after those
+/// intents are captured by the outer scope.
+#[test]
+fn region_applies_inside_nested_scopes() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::with_policy(DropAll, || {
+        airlock::scope(|| airlock::enqueue(log.record("nested"))).unwrap();
+    });
+    airlock::enqueue(log.record("outer")).unwrap();
+    let captured = outer.captured_intents();
+    assert_eq!(carried(&captured), [vec!["DropAll"]]);
+    outer.exit().unwrap();
+    let report = outer.flush().unwrap();
+    assert_eq!(
+        report.dropped().collect::<Vec<_>>(),
+        [("record", "DropAll")]
+    );
+    assert_eq!(log.runs(), ["outer"]);
+}
+
+/// Rule 10: a region around a whole scope applies to everything enqueued in
+/// it, in successive scopes.
+#[test]
+fn region_around_scopes() {
+    let log = Log::new();
+    airlock::with_policy(DropAll, || {
+        airlock::scope(|| airlock::enqueue(log.record("first"))).unwrap();
+        airlock::scope(|| airlock::enqueue(log.record("second"))).unwrap();
+    });
+    assert!(log.runs().is_empty());
+    airlock::scope(|| airlock::enqueue(log.record("outside"))).unwrap();
+    assert_eq!(log.runs(), ["outside"]);
+}
+
+/// Rule 10 with rule 1: a region is not a scope: enqueue in it with no scope
+/// is still `NoScope`.
+#[test]
+fn region_is_not_a_scope() {
+    let log = Log::new();
+    let result = airlock::with_policy(AllowAll, || airlock::enqueue(log.record("a")));
+    assert!(matches!(result, Err(Error::NoScope { task: "record" })));
+}
+
+/// Rule 10: a panic inside a region restores the previous region state.
+#[test]
+fn panic_inside_region_restores_state() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        airlock::with_policy(DropAll, || panic!("inside region"));
+    }));
+    assert!(caught.is_err());
+    let (_, intents) = airlock::capture(|| airlock::enqueue(log.record("a")).unwrap());
+    assert_eq!(intents[0].policies().count(), 0, "region leaked past panic");
+
+    // Nested: the outer region survives a panic in an inner one.
+    airlock::with_policy(tag("outer", &calls), || {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            airlock::with_policy(DropAll, || panic!("inner region"));
+        }));
+        let (_, intents) = airlock::capture(|| airlock::enqueue(log.record("b")).unwrap());
+        assert_eq!(carried(&intents), [vec!["outer"]]);
+    });
+    airlock::scope(|| airlock::enqueue(log.record("c"))).unwrap();
+    assert_eq!(log.runs(), ["c"]);
+}
+
+/// Rule 10: a region does not reach another thread.
+#[test]
+fn region_does_not_reach_another_thread() {
+    let log = Log::new();
+    airlock::with_policy(DropAll, || {
+        let task = log.record("thread");
+        std::thread::spawn(move || airlock::scope(|| airlock::enqueue(task)))
+            .join()
+            .unwrap()
+            .unwrap();
+    });
+    assert_eq!(log.runs(), ["thread"]);
+}
+
+// ---------------------------------------------------------------------------
+// Asynchronous regions.
+// ---------------------------------------------------------------------------
+
+/// Rule 10 (async): the region follows the future across `.await`, even on a
+/// multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_region_follows_the_future_across_await() {
+    let log = Log::new();
+    airlock::scope_async(async {
+        airlock::enqueue(log.record("before"))?;
+        airlock::with_policy_async(DropAll, async {
+            airlock::enqueue(log.record("inside-1"))?;
+            tokio::task::yield_now().await;
+            airlock::enqueue(log.record("inside-2"))?;
+            tokio::task::yield_now().await;
+            airlock::enqueue(log.record("inside-3"))
+        })
+        .await?;
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("after"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(log.runs(), ["before", "after"]);
+}
+
+/// Rule 10 (async): the region returns the inner future's output and the
+/// intents enqueued inside carry it.
+#[tokio::test]
+async fn async_region_policy_is_captured_on_intents() {
+    let log = Log::new();
+    let mut scope = Scope::new().enter().unwrap();
+    let value = airlock::with_policy_async(BlockTasks::of::<Other>(), async {
+        airlock::enqueue(log.record("a")).unwrap();
+        9
+    })
+    .await;
+    assert_eq!(value, 9);
+    assert_eq!(carried(&scope.intents()), [vec!["BlockTasks"]]);
+    scope.exit().unwrap();
+    scope.flush().unwrap();
+}
+
+/// Rule 10 (async): async regions nest, innermost first, and each is in force
+/// only while its future runs.
+#[tokio::test]
+async fn async_regions_nest() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let intents = airlock::with_policy_async(tag("outer", &calls), async {
+        let mut scope = Scope::new().enter().unwrap();
+        airlock::with_policy_async(tag("inner", &calls), async {
+            tokio::task::yield_now().await;
+            airlock::enqueue(log.record("a")).unwrap();
+        })
+        .await;
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("b")).unwrap();
+        let intents = scope.intents();
+        scope.exit().unwrap();
+        scope.discard().unwrap();
+        intents
+    })
+    .await;
+    assert_eq!(carried(&intents), [vec!["inner", "outer"], vec!["outer"]]);
+    let (_, after) = airlock::capture(|| airlock::enqueue(log.record("c")).unwrap());
+    assert_eq!(after[0].policies().count(), 0, "region leaked after await");
+}
+
+/// Rule 10 (async): a sync region around the creation and first poll of an
+/// async region is its outer region.
+#[tokio::test]
+async fn async_region_nests_in_sync_region_when_polled_inside_it() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(tag("sync", &calls), || {
+            let future = airlock::with_policy_async(tag("async", &calls), async {
+                airlock::enqueue(log.record("a")).unwrap();
+            });
+            // Drive it to completion right here: it never yields.
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut future = std::pin::pin!(future);
+            assert!(future.as_mut().poll(&mut cx).is_ready());
+        })
+    });
+    assert_eq!(carried(&intents), [vec!["async", "sync"]]);
+}
+
+/// Rule 10 (async) with rule 11: a region does not leak into a task spawned
+/// from inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_region_does_not_leak_into_spawned_task() {
+    let log = Log::new();
+    let spawned_log = log.clone();
+    airlock::with_policy_async(DropAll, async move {
+        tokio::spawn(async move {
+            airlock::scope_async(async {
+                tokio::task::yield_now().await;
+                airlock::enqueue(spawned_log.record("spawned"))
+            })
+            .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    })
+    .await;
+    assert_eq!(log.runs(), ["spawned"]);
+}
+
+/// Rule 10 (async): two futures interleaved in one task each see only their
+/// own region.
+#[tokio::test]
+async fn async_region_does_not_leak_into_a_concurrent_future() {
+    let log = Log::new();
+    let in_region = airlock::scope_async(airlock::with_policy_async(DropAll, async {
+        airlock::enqueue(log.record("region-1"))?;
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("region-2"))?;
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("region-3"))
+    }));
+    let outside = airlock::scope_async(async {
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("free-1"))?;
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("free-2"))
+    });
+    let (a, b) = tokio::join!(in_region, outside);
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(log.runs(), ["free-1", "free-2"]);
+}
+
+/// Rule 10 (async): an async region's `on_enqueue` rejection names its policy.
+#[tokio::test]
+async fn async_region_rejection() {
+    let log = Log::new();
+    let result = airlock::scope_async(airlock::with_policy_async(AssertNoEffects, async {
+        tokio::task::yield_now().await;
+        airlock::enqueue(log.record("a"))
+    }))
+    .await;
+    assert!(matches!(
+        result,
+        Err(Error::PolicyViolation {
+            task: "record",
+            policy: "AssertNoEffects",
+            ..
+        })
+    ));
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 10 (async): dropping an async region future part-way restores the
+/// thread's region state.
+#[tokio::test]
+async fn dropped_async_region_leaves_no_trace() {
+    let log = Log::new();
+    {
+        let future = airlock::with_policy_async(DropAll, async {
+            std::future::pending::<()>().await;
+        });
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(future);
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+    }
+    let (_, intents) = airlock::capture(|| airlock::enqueue(log.record("a")).unwrap());
+    assert_eq!(intents[0].policies().count(), 0);
+}
+
+/// The region is matched by payload type through `Record` too (sanity check
+/// that `BlockTasks::of` and regions compose).
+#[test]
+fn region_block_by_type() {
+    let log = Log::new();
+    flush(|| {
+        airlock::with_policy(BlockTasks::of::<Record>(), || {
+            airlock::enqueue(log.record("blocked")).unwrap();
+            airlock::enqueue(log.other("passes")).unwrap();
+        })
+    });
+    assert_eq!(log.runs(), ["passes"]);
+}

@@ -1,0 +1,623 @@
+//! Nested scopes: rule 8 (captured by default, the outermost decides;
+//! provenance; independent and selective scopes) and rule 9 (every policy on
+//! the path counts).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use airlock::{
+    AssertNoEffects, BlockTasks, Descendant, DropAll, Error, Independent, Intent, LogOnFlush,
+    Policy, Release, Scope, ScopeKind, Violation,
+};
+use airlock_tests::{Log, Other, Record};
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+fn seen(calls: &Calls) -> Vec<String> {
+    calls.lock().unwrap().clone()
+}
+
+/// Allows everything and records `hook:name`.
+struct Tag {
+    name: &'static str,
+    calls: Calls,
+}
+
+impl Policy for Tag {
+    fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("enqueue:{}", self.name));
+        Ok(())
+    }
+
+    fn allows(&self, _: &Intent) -> bool {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("allows:{}", self.name));
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+fn tag(name: &'static str, calls: &Calls) -> Tag {
+    Tag {
+        name,
+        calls: calls.clone(),
+    }
+}
+
+fn labels(intents: &[Intent]) -> Vec<String> {
+    intents
+        .iter()
+        .map(|i| match (i.payload::<Record>(), i.payload::<Other>()) {
+            (Some(r), _) => r.label.clone(),
+            (_, Some(o)) => o.label.clone(),
+            _ => i.name().to_owned(),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Rule 8: captured by default.
+// ---------------------------------------------------------------------------
+
+/// Rule 8: an inner scope's intents are captured by the outer one and
+/// dispatched only when the outer flushes.
+#[test]
+fn inner_intents_dispatch_only_when_outer_flushes() {
+    let log = Log::new();
+    airlock::scope(|| -> airlock::Result<()> {
+        airlock::scope(|| airlock::enqueue(log.record("inner")))?;
+        assert!(log.runs().is_empty(), "inner flush must not dispatch");
+        let buffered = airlock::buffered();
+        assert_eq!(labels(&buffered), ["inner"]);
+        assert!(buffered[0].is_captured());
+        airlock::enqueue(log.record("outer"))?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(log.runs(), ["inner", "outer"], "in buffer order");
+}
+
+/// Rule 8: the inner flush reports what it handed to the outer scope.
+#[test]
+fn inner_flush_report_counts_captured_intents() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    let mut inner = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("a")).unwrap();
+    airlock::enqueue(log.other("b")).unwrap();
+    inner.exit().unwrap();
+    let report = inner.flush().unwrap();
+    assert_eq!(report.captured(), 2);
+    assert_eq!(report.dispatched_count(), 0);
+    assert!(
+        report.entries().is_empty(),
+        "captured ones are not judged here"
+    );
+    outer.exit().unwrap();
+    let report = outer.flush().unwrap();
+    assert_eq!(report.dispatched().collect::<Vec<_>>(), ["record", "other"]);
+    assert_eq!(report.captured(), 0);
+    assert_eq!(log.runs(), ["a", "b"]);
+}
+
+/// Rule 8: when the outer scope fails, captured intents are discarded too.
+#[test]
+fn outer_err_discards_captured_intents() {
+    let log = Log::new();
+    let result = airlock::scope(|| -> anyhow::Result<()> {
+        airlock::scope(|| airlock::enqueue(log.record("inner")))?;
+        anyhow::bail!("outer failed")
+    });
+    assert!(result.is_err());
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 8: when the outer scope panics, captured intents are discarded.
+#[test]
+fn outer_panic_discards_captured_intents() {
+    let log = Log::new();
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        airlock::scope(|| -> airlock::Result<()> {
+            airlock::scope(|| airlock::enqueue(log.record("inner")))?;
+            panic!("outer panicked");
+        })
+    }));
+    assert!(caught.is_err());
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 8: an inner failure discards only the inner intents.
+#[test]
+fn inner_err_discards_only_inner_intents() {
+    let log = Log::new();
+    airlock::scope(|| -> airlock::Result<()> {
+        airlock::enqueue(log.record("outer-before"))?;
+        let inner = airlock::scope(|| -> anyhow::Result<()> {
+            airlock::enqueue(log.record("inner"))?;
+            anyhow::bail!("inner failed")
+        });
+        assert!(inner.is_err());
+        airlock::enqueue(log.record("outer-after"))
+    })
+    .unwrap();
+    assert_eq!(log.runs(), ["outer-before", "outer-after"]);
+}
+
+/// Rule 8: provenance: a scope tells its own intents from captured ones.
+#[test]
+fn provenance_own_versus_captured() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("own-1")).unwrap();
+    airlock::scope(|| airlock::enqueue(log.record("captured"))).unwrap();
+    airlock::enqueue(log.record("own-2")).unwrap();
+    assert_eq!(labels(&outer.own_intents()), ["own-1", "own-2"]);
+    assert_eq!(labels(&outer.captured_intents()), ["captured"]);
+    assert_eq!(
+        outer
+            .intents()
+            .iter()
+            .map(Intent::is_captured)
+            .collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["own-1", "captured", "own-2"]);
+}
+
+/// Rule 8: three levels deep, nothing escapes until the outermost flushes,
+/// and order is preserved.
+#[test]
+fn deep_nesting_three_levels() {
+    let log = Log::new();
+    let mut level1 = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("l1-a")).unwrap();
+    airlock::scope(|| -> airlock::Result<()> {
+        airlock::enqueue(log.record("l2-a"))?;
+        airlock::scope(|| airlock::enqueue(log.record("l3")))?;
+        assert!(log.runs().is_empty());
+        airlock::enqueue(log.record("l2-b"))
+    })
+    .unwrap();
+    assert!(log.runs().is_empty(), "level 2 must not dispatch either");
+    airlock::enqueue(log.record("l1-b")).unwrap();
+    assert_eq!(
+        labels(&level1.intents()),
+        ["l1-a", "l2-a", "l3", "l2-b", "l1-b"]
+    );
+    assert_eq!(labels(&level1.captured_intents()), ["l2-a", "l3", "l2-b"]);
+    level1.exit().unwrap();
+    level1.flush().unwrap();
+    assert_eq!(log.runs(), ["l1-a", "l2-a", "l3", "l2-b", "l1-b"]);
+}
+
+/// Rule 8: a middle scope that fails discards what it captured from below.
+#[test]
+fn middle_failure_discards_what_it_captured() {
+    let log = Log::new();
+    airlock::scope(|| -> airlock::Result<()> {
+        let middle = airlock::scope(|| -> anyhow::Result<()> {
+            airlock::scope(|| airlock::enqueue(log.record("deep")))?;
+            anyhow::bail!("middle failed")
+        });
+        assert!(middle.is_err());
+        airlock::enqueue(log.record("outer"))
+    })
+    .unwrap();
+    assert_eq!(log.runs(), ["outer"]);
+}
+
+// ---------------------------------------------------------------------------
+// Rule 8: custom kinds decide what descendants may dispatch.
+// ---------------------------------------------------------------------------
+
+/// Rule 8: an `Independent` scope lets its descendants dispatch their own
+/// intents when they flush.
+#[test]
+fn independent_scope_lets_descendants_dispatch() {
+    let log = Log::new();
+    Scope::new()
+        .kind(Independent)
+        .run(|| -> airlock::Result<()> {
+            airlock::scope(|| airlock::enqueue(log.record("inner")))?;
+            assert_eq!(log.runs(), ["inner"], "dispatched by the inner scope");
+            assert!(airlock::buffered().is_empty(), "nothing captured");
+            airlock::enqueue(log.record("own"))?;
+            assert_eq!(log.runs(), ["inner"]);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(log.runs(), ["inner", "own"]);
+}
+
+/// Rule 8: intents let through by an `Independent` scope are offered to the
+/// next ancestor, which captures them by default.
+#[test]
+fn independent_middle_passes_intents_on_to_the_next_ancestor() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    Scope::new()
+        .kind(Independent)
+        .run(|| airlock::scope(|| airlock::enqueue(log.record("deep"))))
+        .unwrap();
+    assert!(log.runs().is_empty(), "the outer plain scope captured it");
+    assert_eq!(labels(&outer.captured_intents()), ["deep"]);
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["deep"]);
+}
+
+/// Rule 9: what an `Independent` scope lets through still answers to its
+/// policy: a `DropAll` around nested scopes cannot be escaped by nesting.
+#[test]
+fn independent_scope_policy_still_judges_what_it_lets_through() {
+    let log = Log::new();
+    Scope::new()
+        .kind(Independent)
+        .policy(DropAll)
+        .run(|| -> airlock::Result<()> {
+            let mut inner = Scope::new().enter()?;
+            airlock::enqueue(log.record("inner"))?;
+            inner.exit()?;
+            let report = inner.flush()?;
+            assert_eq!(
+                report.dropped().collect::<Vec<_>>(),
+                [("record", "DropAll")]
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        log.runs().is_empty(),
+        "the Independent scope's DropAll was bypassed"
+    );
+}
+
+/// Lets `Record` intents through and captures the rest.
+struct RecordsOnly;
+
+impl ScopeKind for RecordsOnly {
+    fn before_descendant_flushes(&self, _: &Descendant<'_>, intents: &[Intent]) -> Release {
+        Release::Only(
+            intents
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.is::<Record>())
+                .map(|(index, _)| index)
+                .collect(),
+        )
+    }
+}
+
+/// Rule 8: a selective scope (`Release::Only`) lets some intents through and
+/// captures the others.
+#[test]
+fn selective_scope_releases_only_some_intents() {
+    let log = Log::new();
+    let mut outer = Scope::new().kind(RecordsOnly).enter().unwrap();
+    let mut inner = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("a")).unwrap();
+    airlock::enqueue(log.other("b")).unwrap();
+    airlock::enqueue(log.record("c")).unwrap();
+    inner.exit().unwrap();
+    let report = inner.flush().unwrap();
+    assert_eq!(report.captured(), 1);
+    assert_eq!(
+        report.dispatched().collect::<Vec<_>>(),
+        ["record", "record"]
+    );
+    assert_eq!(log.runs(), ["a", "c"]);
+    assert_eq!(labels(&outer.captured_intents()), ["b"]);
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["a", "c", "b"]);
+}
+
+/// A marker kind for scopes whose intents are urgent.
+struct Urgent;
+
+impl ScopeKind for Urgent {}
+
+/// Lets urgent descendants through, captures the rest, and records what it
+/// was asked about.
+struct TrustsUrgent(Calls);
+
+impl ScopeKind for TrustsUrgent {
+    fn before_descendant_flushes(&self, exiting: &Descendant<'_>, intents: &[Intent]) -> Release {
+        let what = if exiting.kind::<Urgent>().is_some() {
+            "urgent"
+        } else if exiting.is_plain() {
+            "plain"
+        } else {
+            "other"
+        };
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{what}:{}", intents.len()));
+        if exiting.kind::<Urgent>().is_some() {
+            Release::All
+        } else {
+            Release::None
+        }
+    }
+}
+
+/// Rule 8: a kind can inspect the exiting scope's kind (`Descendant::kind`).
+#[test]
+fn kind_inspects_the_descendant_kind() {
+    let log = Log::new();
+    let calls = Calls::default();
+    Scope::new()
+        .kind(TrustsUrgent(calls.clone()))
+        .run(|| -> airlock::Result<()> {
+            Scope::new()
+                .kind(Urgent)
+                .run(|| airlock::enqueue(log.record("urgent")))?;
+            assert_eq!(log.runs(), ["urgent"]);
+            airlock::scope(|| airlock::enqueue(log.record("plain")))?;
+            Scope::new()
+                .kind(Independent)
+                .run(|| airlock::enqueue(log.record("independent")))?;
+            assert_eq!(log.runs(), ["urgent"]);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen(&calls), ["urgent:1", "plain:1", "other:1"]);
+    assert_eq!(log.runs(), ["urgent", "plain", "independent"]);
+}
+
+/// Rule 8: an ancestor kind is not asked when the descendant has nothing to
+/// hand over.
+#[test]
+fn ancestor_kind_not_asked_for_an_empty_descendant() {
+    let calls = Calls::default();
+    Scope::new()
+        .kind(TrustsUrgent(calls.clone()))
+        .run(|| airlock::scope(|| -> airlock::Result<()> { Ok(()) }))
+        .unwrap();
+    assert!(seen(&calls).is_empty(), "{:?}", seen(&calls));
+}
+
+/// Rule 8: ancestors are asked nearest first; what the nearest captures is not
+/// offered to the farther one.
+#[test]
+fn ancestors_are_asked_nearest_first() {
+    let log = Log::new();
+    let outer_calls = Calls::default();
+    let middle_calls = Calls::default();
+    Scope::new()
+        .kind(TrustsUrgent(outer_calls.clone()))
+        .run(|| {
+            Scope::new()
+                .kind(TrustsUrgent(middle_calls.clone()))
+                .run(|| {
+                    Scope::new()
+                        .kind(Urgent)
+                        .run(|| airlock::enqueue(log.record("urgent")))?;
+                    airlock::scope(|| airlock::enqueue(log.record("plain")))
+                })
+        })
+        .unwrap();
+    // Urgent passes the middle, then the outer; plain is captured by the
+    // middle; the middle's own flush then offers it to the outer.
+    assert_eq!(seen(&middle_calls), ["urgent:1", "plain:1"]);
+    assert_eq!(seen(&outer_calls), ["urgent:1", "other:1"]);
+    assert_eq!(log.runs(), ["urgent", "plain"]);
+}
+
+// ---------------------------------------------------------------------------
+// Rule 9: every policy on the path counts.
+// ---------------------------------------------------------------------------
+
+/// Rule 9: `AssertNoEffects` on an outer scope catches an enqueue made inside
+/// a nested scope.
+#[test]
+fn outer_assert_no_effects_catches_nested_enqueue() {
+    let log = Log::new();
+    let result = Scope::new()
+        .policy(AssertNoEffects)
+        .run(|| airlock::scope(|| airlock::enqueue(log.record("sneaky"))));
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::PolicyViolation {
+                task: "record",
+                policy: "AssertNoEffects",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 9: an outer `AssertNoEffects` also catches enqueues in a nested scope
+/// with its own permissive policy, two levels down.
+#[test]
+fn outer_assert_no_effects_catches_deeply_nested_enqueue() {
+    let log = Log::new();
+    let caught = Scope::new().policy(AssertNoEffects).run(|| {
+        Scope::new().policy(LogOnFlush::new()).run(|| {
+            airlock::scope(|| {
+                let result = airlock::enqueue(log.record("deep"));
+                assert!(matches!(result, Err(Error::PolicyViolation { .. })));
+                Ok::<_, Error>(())
+            })
+        })
+    });
+    caught.unwrap();
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 9: an outer rejecting policy also catches enqueues in a nested
+/// `Independent`-released scope (rejection happens at enqueue, before any
+/// kind is asked).
+#[test]
+fn outer_rejection_applies_under_an_independent_scope() {
+    let log = Log::new();
+    Scope::new()
+        .policy(BlockTasks::of::<Record>().reject_at_enqueue())
+        .kind(Independent)
+        .run(|| {
+            airlock::scope(|| {
+                assert!(airlock::enqueue(log.record("blocked")).is_err());
+                airlock::enqueue(log.other("fine"))
+            })
+        })
+        .unwrap();
+    assert_eq!(log.runs(), ["fine"]);
+}
+
+/// Rule 9: an inner `DropAll` cannot be undone by its parent: the captured
+/// intent still carries the inner policy, and the parent's flush drops it.
+#[test]
+fn inner_drop_all_cannot_be_undone_by_parent() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    Scope::new()
+        .policy(DropAll)
+        .run(|| airlock::enqueue(log.record("dry-run")))
+        .unwrap();
+    let captured = outer.captured_intents();
+    assert_eq!(captured.len(), 1);
+    let carried: Vec<_> = captured[0].policies().map(|p| p.name()).collect();
+    assert_eq!(carried, ["DropAll"]);
+    outer.exit().unwrap();
+    let report = outer.flush().unwrap();
+    assert_eq!(
+        report.dropped().collect::<Vec<_>>(),
+        [("record", "DropAll")]
+    );
+    assert!(log.runs().is_empty());
+}
+
+/// Rule 9: policies of every scope an intent was captured through are carried,
+/// innermost first, and judge it at the final flush in that order, before the
+/// flushing scope's own policy.
+#[test]
+fn captured_intents_carry_every_inner_scope_policy_innermost_first() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let mut outer = Scope::new().policy(tag("outer", &calls)).enter().unwrap();
+    Scope::new()
+        .policy(tag("middle", &calls))
+        .run(|| {
+            Scope::new()
+                .policy(tag("inner", &calls))
+                .run(|| airlock::enqueue(log.record("a")))
+        })
+        .unwrap();
+    let carried: Vec<_> = outer.captured_intents()[0]
+        .policies()
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(carried, ["inner", "middle"]);
+    calls.lock().unwrap().clear();
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(
+        seen(&calls),
+        ["allows:inner", "allows:middle", "allows:outer"]
+    );
+    assert_eq!(log.runs(), ["a"]);
+}
+
+/// Rule 9: a middle `BlockTasks` still blocks what it captured from below,
+/// after the outer scope captured it in turn.
+#[test]
+fn middle_block_tasks_survives_capture() {
+    let log = Log::new();
+    airlock::scope(|| {
+        Scope::new().policy(BlockTasks::of::<Other>()).run(|| {
+            airlock::scope(|| -> airlock::Result<()> {
+                airlock::enqueue(log.record("a"))?;
+                airlock::enqueue(log.other("blocked"))
+            })
+        })
+    })
+    .unwrap();
+    assert_eq!(log.runs(), ["a"]);
+}
+
+/// Rule 9: `on_enqueue` of every enclosing scope runs, innermost first, after
+/// the local regions.
+#[test]
+fn on_enqueue_runs_for_every_enclosing_scope_innermost_first() {
+    let log = Log::new();
+    let calls = Calls::default();
+    Scope::new()
+        .policy(tag("outer", &calls))
+        .run(|| {
+            Scope::new().policy(tag("middle", &calls)).run(|| {
+                Scope::new().policy(tag("inner", &calls)).run(|| {
+                    airlock::with_policy(tag("region", &calls), || {
+                        airlock::enqueue(log.record("a"))
+                    })
+                })
+            })
+        })
+        .unwrap();
+    let enqueue: Vec<_> = seen(&calls)
+        .into_iter()
+        .filter(|c| c.starts_with("enqueue"))
+        .collect();
+    assert_eq!(
+        enqueue,
+        [
+            "enqueue:region",
+            "enqueue:inner",
+            "enqueue:middle",
+            "enqueue:outer"
+        ]
+    );
+}
+
+/// Rule 9: the first enclosing policy that rejects stops the check: policies
+/// further out are not asked.
+#[test]
+fn first_rejecting_scope_policy_stops_the_check() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let result = Scope::new().policy(tag("outer", &calls)).run(|| {
+        Scope::new()
+            .policy(AssertNoEffects)
+            .run(|| airlock::enqueue(log.record("a")))
+    });
+    assert!(matches!(
+        result,
+        Err(Error::PolicyViolation {
+            policy: "AssertNoEffects",
+            ..
+        })
+    ));
+    assert!(seen(&calls).is_empty(), "{:?}", seen(&calls));
+}
+
+/// Rule 9: a scope's own intents are judged only by its own policy, not by
+/// policies of scopes nested inside it that have ended.
+#[test]
+fn own_intents_carry_no_scope_policies() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    Scope::new()
+        .policy(DropAll)
+        .run(|| airlock::enqueue(log.record("inner")))
+        .unwrap();
+    airlock::enqueue(log.record("own")).unwrap();
+    let own = outer.own_intents();
+    assert_eq!(own[0].policies().count(), 0);
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["own"]);
+}

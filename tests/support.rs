@@ -1,0 +1,194 @@
+//! Tasks and helpers shared by the behaviour tests.
+//!
+//! Tests in one binary run in parallel, so every recording task writes into a
+//! log named by the test ([`Log::new`]) rather than into one global counter.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use airlock::{BoxError, Run, Task};
+use serde::{Deserialize, Serialize};
+
+fn logs() -> &'static Mutex<HashMap<String, Vec<String>>> {
+    static LOGS: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+fn write(log: &str, entry: String) {
+    logs()
+        .lock()
+        .unwrap()
+        .entry(log.to_owned())
+        .or_default()
+        .push(entry);
+}
+
+/// A log that tasks record their runs into, unique to the test that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log(String);
+
+impl Log {
+    /// A fresh, empty log.
+    pub fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Log(format!("log-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// The labels recorded so far, in run order.
+    pub fn runs(&self) -> Vec<String> {
+        logs()
+            .lock()
+            .unwrap()
+            .get(&self.0)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A task that records `label` here when it runs.
+    pub fn record(&self, label: impl Into<String>) -> Record {
+        Record {
+            log: self.0.clone(),
+            label: label.into(),
+        }
+    }
+
+    /// A task that records `label` here, then fails.
+    pub fn fail(&self, label: impl Into<String>) -> Fail {
+        Fail {
+            log: self.0.clone(),
+            label: label.into(),
+        }
+    }
+
+    /// An asynchronous task that yields once, then records `label` here.
+    pub fn record_async(&self, label: impl Into<String>) -> RecordAsync {
+        RecordAsync {
+            log: self.0.clone(),
+            label: label.into(),
+        }
+    }
+
+    /// Another task type (for `BlockTasks`), recording `label` here.
+    pub fn other(&self, label: impl Into<String>) -> Other {
+        Other {
+            log: self.0.clone(),
+            label: label.into(),
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log::new()
+    }
+}
+
+/// Records its label when it runs. Name: `record`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The log to record into.
+    pub log: String,
+    /// What to record.
+    pub label: String,
+}
+
+impl Task for Record {
+    const NAME: &'static str = "record";
+
+    fn run(self) -> Run {
+        write(&self.log, self.label);
+        Run::ok()
+    }
+}
+
+/// Records its label, then fails with `failed: <label>`. Name: `fail`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fail {
+    /// The log to record into.
+    pub log: String,
+    /// What to record.
+    pub label: String,
+}
+
+impl Task for Fail {
+    const NAME: &'static str = "fail";
+
+    fn run(self) -> Run {
+        let error: BoxError = format!("failed: {}", self.label).into();
+        write(&self.log, self.label);
+        Run::Done(Err(error))
+    }
+}
+
+/// Yields once, then records its label. Name: `record_async`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordAsync {
+    /// The log to record into.
+    pub log: String,
+    /// What to record.
+    pub label: String,
+}
+
+impl Task for RecordAsync {
+    const NAME: &'static str = "record_async";
+    const IS_ASYNC: bool = true;
+
+    fn run(self) -> Run {
+        Run::pending(async move {
+            YieldOnce(false).await;
+            write(&self.log, self.label);
+        })
+    }
+}
+
+/// Records its label when it runs. Name: `other`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Other {
+    /// The log to record into.
+    pub log: String,
+    /// What to record.
+    pub label: String,
+}
+
+impl Task for Other {
+    const NAME: &'static str = "other";
+
+    fn run(self) -> Run {
+        write(&self.log, self.label);
+        Run::ok()
+    }
+}
+
+/// A task with no arguments that does nothing. Name: `noop`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Noop {}
+
+impl Task for Noop {
+    const NAME: &'static str = "noop";
+
+    fn run(self) -> Run {
+        Run::ok()
+    }
+}
+
+/// A future that is pending once (waking itself), then ready: forces a task
+/// switch point without a runtime-specific timer.
+#[derive(Debug)]
+pub struct YieldOnce(pub bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
