@@ -28,6 +28,9 @@ static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const WARMUP: usize = 2;
 
+/// A workload: the elapsed nanoseconds of its timed region, and its op count.
+type Workload = fn() -> (f64, u64);
+
 thread_local! {
     static DISPATCHED: Cell<u64> = const { Cell::new(0) };
     static BLOCKED_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -273,7 +276,7 @@ fn main() {
         .filter(|arg| !arg.starts_with('-') && arg.parse::<usize>().is_err())
         .collect();
 
-    let workloads: [(&str, fn() -> (f64, u64)); 8] = [
+    let workloads: [(&str, Workload); 8] = [
         ("floor_box_push", floor),
         ("enqueue_dropall", enqueue_dropall),
         ("scope_empty", scope_empty),

@@ -70,7 +70,7 @@
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: [`TokioExecutor`](crate::executor::TokioExecutor).
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;

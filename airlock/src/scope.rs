@@ -29,7 +29,7 @@ use crate::report::{Fate, FlushReport, ReportEntry};
 /// Scope::new().policy(DropAll).run(|| airlock::enqueue(Backfill { id: 1 }))?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 #[must_use = "a scope does nothing until `run`, `run_async` or `enter` is called"]
 pub struct Scope {
     policy: Setting<dyn Policy>,
@@ -50,12 +50,6 @@ impl<T: ?Sized> Clone for Setting<T> {
             Setting::Default => Setting::Default,
             Setting::Explicit(value) => Setting::Explicit(value.clone()),
         }
-    }
-}
-
-impl<T: ?Sized> Default for Setting<T> {
-    fn default() -> Self {
-        Setting::Default
     }
 }
 
@@ -82,8 +76,12 @@ pub(crate) fn executor_arc<E: Executor>(executor: E) -> Option<Arc<dyn Executor>
 
 impl Scope {
     /// A scope that takes everything from the defaults.
-    pub fn new() -> Self {
-        Scope::default()
+    pub const fn new() -> Self {
+        Scope {
+            policy: Setting::Default,
+            executor: Setting::Default,
+            kind: Setting::Default,
+        }
     }
 
     /// Sets the policy: which intents may escape.
@@ -213,6 +211,12 @@ impl Scope {
                 _not_send: PhantomData,
             })
         })
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::new()
     }
 }
 
