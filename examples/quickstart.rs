@@ -94,7 +94,11 @@ fn main() -> anyhow::Result<()> {
     let email = intents[0]
         .payload::<SendConfirmationEmail>()
         .expect("the first intent is the email");
-    println!("    email to {}, as JSON {}", email.to, intents[0].to_json()?);
+    println!(
+        "    email to {}, as JSON {}",
+        email.to,
+        intents[0].to_json()?
+    );
     println!(
         "    {} goes to queue {:?}",
         intents[1].name(),

@@ -35,7 +35,9 @@ fn send_confirmation_email(order_id: u64, to: String) -> Result<(), MailError> {
 #[airlock::task(name = "warehouse.notify", queue = "warehouse", max_attempts = 5)]
 async fn notify_warehouse(order_id: u64, tag: String) -> anyhow::Result<()> {
     tokio::task::yield_now().await;
-    SENT.lock().unwrap().push(format!("{tag}: warehouse {order_id}"));
+    SENT.lock()
+        .unwrap()
+        .push(format!("{tag}: warehouse {order_id}"));
     Ok(())
 }
 
@@ -91,7 +93,10 @@ fn attribute_options_are_the_default_dispatch_options() {
             .priority(-3)
             .delay(Duration::from_secs(90))
     );
-    assert_eq!(SendConfirmationEmail::default_options(), DispatchOptions::new());
+    assert_eq!(
+        SendConfirmationEmail::default_options(),
+        DispatchOptions::new()
+    );
     let (_, intents) = airlock::capture(|| {
         airlock::enqueue(NotifyWarehouse {
             order_id: 1,
@@ -137,7 +142,11 @@ fn a_task_error_is_a_dispatch_error() {
         panic!("expected a dispatch error, got {result:?}");
     };
     assert_eq!(error.failed_task(), "send_confirmation_email");
-    assert!(error.to_string().contains("mail server down for err@down.test"));
+    assert!(
+        error
+            .to_string()
+            .contains("mail server down for err@down.test")
+    );
 }
 
 /// An async task is awaited by an async scope.

@@ -74,7 +74,13 @@ async fn runs_async_by_name() {
 #[test]
 fn a_failing_task_is_task_failed() {
     let error = registry::run_json("billing.charge", r#"{"cents": 0}"#).unwrap_err();
-    assert!(matches!(error, Error::TaskFailed { task: "billing.charge", .. }));
+    assert!(matches!(
+        error,
+        Error::TaskFailed {
+            task: "billing.charge",
+            ..
+        }
+    ));
     assert!(error.to_string().contains("nothing to charge"), "{error}");
 }
 
@@ -107,7 +113,10 @@ fn malformed_payload_does_not_run() {
     assert_eq!(*task, "billing.charge");
     assert!(source.to_string().contains("invalid type"), "{source}");
     assert!(error.to_string().contains("does not match its arguments"));
-    assert!(registry::decode("billing.charge", "{}").is_err(), "missing field");
+    assert!(
+        registry::decode("billing.charge", "{}").is_err(),
+        "missing field"
+    );
     assert_eq!(CHARGED.load(Ordering::SeqCst), before);
 }
 
