@@ -46,15 +46,19 @@ def run_python(trials):
         return parse(out.stdout)
 
 
-def run_rust(trials):
+def cargo_bench(name, *args):
     out = subprocess.run(
-        ["cargo", "bench", "--quiet", "-p", "airlock-effects", "--bench", "workloads", "--", str(trials)],
+        ["cargo", "bench", "--quiet", "-p", "airlock-effects", "--bench", name, "--", *args],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     )
     return parse(out.stdout)
+
+
+def run_rust(trials):
+    return {**cargo_bench("workloads", str(trials)), **cargo_bench("heap")}
 
 
 def main():

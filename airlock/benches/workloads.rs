@@ -1,6 +1,6 @@
 //! The seven workloads of the Python reference benchmark
 //! (`shared/bench/airlock-py/bench_airlock.py`), doing the same work, plus the
-//! floor they are measured against and the heap cost of a buffered intent.
+//! floor they are measured against.
 //!
 //! ```text
 //! cargo bench -p airlock-effects --bench workloads            # 9 trials
@@ -8,7 +8,8 @@
 //! ```
 //!
 //! stdout: one `name: <median ns per op> ns/op` line per workload (the Python
-//! script's format), then `heap_per_intent: <bytes> bytes/intent`.
+//! script's format). The heap cost of an intent is measured by `benches/heap.rs`,
+//! which needs a counting allocator that would slow these timings down.
 //! stderr: min / max / spread per workload, to judge the noise.
 //!
 //! Each trial times only the region the Python docstring names and checks,
@@ -21,11 +22,6 @@ use std::time::Instant;
 
 use airlock::{ActiveScope, AllowAll, BlockTasks, DropAll, Run, Scope, Task};
 use serde::{Deserialize, Serialize};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
-
 const WARMUP: usize = 2;
 
 /// A workload: the elapsed nanoseconds of its timed region, and its op count.
@@ -238,21 +234,6 @@ fn blocktasks_flush() -> (f64, u64) {
     (elapsed, N)
 }
 
-/// Net heap bytes held per buffered `Work` intent (payload, its string, and
-/// the intent's share of the buffer), counted by the allocator.
-fn heap_per_intent() -> f64 {
-    const N: u64 = 100_000;
-    let mut scope = entered(Scope::new().policy(DropAll));
-    let region = Region::new(GLOBAL);
-    for i in 0..N {
-        airlock::enqueue(work(i)).unwrap();
-    }
-    let stats = region.change();
-    scope.exit().unwrap();
-    scope.discard().unwrap();
-    (stats.bytes_allocated as f64 - stats.bytes_deallocated as f64) / N as f64
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
@@ -307,5 +288,4 @@ fn main() {
             (max - min) / med * 100.0
         );
     }
-    println!("heap_per_intent: {:.1} bytes/intent", heap_per_intent());
 }

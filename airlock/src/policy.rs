@@ -98,10 +98,11 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+/// `my_crate::policies::Quiet<T>` → `Quiet<T>`.
 fn short_type_name(full: &'static str) -> &'static str {
     let head = full.find('<').map_or(full, |i| &full[..i]);
-    match head.rfind("::") {
-        Some(i) => &full[i + 2..],
+    match head.rfind(':') {
+        Some(i) => &full[i + 1..],
         None => full,
     }
 }
@@ -201,7 +202,11 @@ tuple_policy!(A B C D E F);
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AllowAll;
 
-impl Policy for AllowAll {}
+impl Policy for AllowAll {
+    fn name(&self) -> &'static str {
+        "AllowAll"
+    }
+}
 
 /// Buffers everything and dispatches nothing: a dry run, a migration, a
 /// backfill.
@@ -209,6 +214,10 @@ impl Policy for AllowAll {}
 pub struct DropAll;
 
 impl Policy for DropAll {
+    fn name(&self) -> &'static str {
+        "DropAll"
+    }
+
     fn allows(&self, _: &Intent) -> bool {
         false
     }
@@ -222,6 +231,10 @@ impl Policy for DropAll {
 pub struct AssertNoEffects;
 
 impl Policy for AssertNoEffects {
+    fn name(&self) -> &'static str {
+        "AssertNoEffects"
+    }
+
     fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
         Err(Violation::new(format!(
             "no side effects are allowed here, but `{intent}` was enqueued"
@@ -259,8 +272,38 @@ impl Policy for AssertNoEffects {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct BlockTasks {
-    names: Vec<Cow<'static, str>>,
+    names: Names,
     reject: bool,
+}
+
+/// Blocked names; one name (the usual case) needs no allocation.
+#[derive(Clone, Debug, Default)]
+enum Names {
+    #[default]
+    None,
+    One(Cow<'static, str>),
+    Many(Vec<Cow<'static, str>>),
+}
+
+impl Names {
+    fn push(&mut self, name: Cow<'static, str>) {
+        *self = match std::mem::take(self) {
+            Names::None => Names::One(name),
+            Names::One(first) => Names::Many(vec![first, name]),
+            Names::Many(mut names) => {
+                names.push(name);
+                Names::Many(names)
+            }
+        };
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Names::None => false,
+            Names::One(blocked) => blocked == name,
+            Names::Many(blocked) => blocked.iter().any(|blocked| blocked == name),
+        }
+    }
 }
 
 impl BlockTasks {
@@ -270,10 +313,11 @@ impl BlockTasks {
         I: IntoIterator,
         I::Item: Into<Cow<'static, str>>,
     {
-        BlockTasks {
-            names: names.into_iter().map(Into::into).collect(),
-            reject: false,
+        let mut blocked = BlockTasks::default();
+        for name in names {
+            blocked.names.push(name.into());
         }
+        blocked
     }
 
     /// Blocks task `T`.
@@ -301,11 +345,15 @@ impl BlockTasks {
 
     /// Whether the task with this name is blocked.
     pub fn blocks(&self, name: &str) -> bool {
-        self.names.iter().any(|blocked| blocked == name)
+        self.names.contains(name)
     }
 }
 
 impl Policy for BlockTasks {
+    fn name(&self) -> &'static str {
+        "BlockTasks"
+    }
+
     fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
         if self.reject && self.blocks(intent.name()) {
             return Err(Violation::new(format!(
@@ -351,6 +399,10 @@ impl Default for LogOnFlush {
 }
 
 impl Policy for LogOnFlush {
+    fn name(&self) -> &'static str {
+        "LogOnFlush"
+    }
+
     fn allows(&self, intent: &Intent) -> bool {
         macro_rules! log {
             ($level:expr) => {

@@ -922,6 +922,15 @@ fn hand_to_ancestors(
                 ancestor_kind.before_descendant_flushes(&exiting, intents)
             }
         };
+        if release == Release::None && !ancestor.remote {
+            // The common case, kept allocation-free: move everything up and
+            // leave the exiting scope's buffer empty, for reuse.
+            let captured = intents
+                .drain(..)
+                .map(|intent| mark_captured(intent, policy));
+            ancestor.intents.extend(captured);
+            return Ok(());
+        }
         let captured = match release {
             Release::All => Vec::new(),
             Release::None => std::mem::take(intents),
@@ -943,13 +952,9 @@ fn hand_to_ancestors(
                 intent.push_scope_policy(ancestor_policy.clone());
             }
         }
-        let captured = captured.into_iter().map(|mut intent| {
-            intent.captured = true;
-            if let Some(policy) = policy {
-                intent.push_scope_policy(policy.clone());
-            }
-            intent
-        });
+        let captured = captured
+            .into_iter()
+            .map(|intent| mark_captured(intent, policy));
         match (&ancestor.shared, ancestor.remote) {
             (Some(shared), true) => {
                 // The handle's scope decides for its own ancestors when it ends.
@@ -959,6 +964,16 @@ fn hand_to_ancestors(
         }
     }
     Ok(())
+}
+
+/// Marks an intent as captured from a scope with `policy` (rule 9).
+#[inline]
+fn mark_captured(mut intent: Intent, policy: Option<&Arc<dyn Policy>>) -> Intent {
+    intent.captured = true;
+    if let Some(policy) = policy {
+        intent.push_scope_policy(policy.clone());
+    }
+    intent
 }
 
 /// The error for intents that a nested scope could not hand to the scope of
