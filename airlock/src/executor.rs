@@ -39,6 +39,11 @@ use crate::task::{BoxError, BoxFuture, Run};
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an airlock executor",
+    label = "expected an executor",
+    note = "use `InlineExecutor`, `TokioExecutor` (feature `tokio`), or implement `airlock::Executor`"
+)]
 pub trait Executor: Send + Sync + 'static {
     /// Dispatches `intents` in order.
     fn dispatch(&self, intents: Vec<Intent>) -> Dispatch;

@@ -80,6 +80,11 @@ impl<'a> Descendant<'a> {
 /// });
 /// assert!(result.is_err());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an airlock scope kind",
+    label = "expected a scope kind",
+    note = "use `Independent` or a type that implements `airlock::ScopeKind` (and `Default`, for `#[airlock::scoped(scope = ...)]`)"
+)]
 pub trait ScopeKind: Any + Send + Sync {
     /// Whether to flush, given how the body ended. Called for
     /// [`Exit::Success`] and [`Exit::Failure`]; a panic or cancellation always

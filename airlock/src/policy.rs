@@ -32,6 +32,11 @@ use crate::task::Task;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an airlock policy",
+    label = "expected a policy",
+    note = "use a built-in (`AllowAll`, `DropAll`, `AssertNoEffects`, `BlockTasks`, `LogOnFlush`), a tuple or `Vec` of policies, or implement `airlock::Policy`"
+)]
 pub trait Policy: Send + Sync + 'static {
     /// Called when an intent is enqueued, for the local policy regions it is
     /// enqueued in and the policy of every enclosing scope, innermost first.

@@ -240,6 +240,11 @@ impl fmt::Debug for Scope {
 /// `airlock::Error`, `anyhow::Error`, `Box<dyn Error>`, `std::io::Error`, and
 /// your own error types once they have that `From`): `Ok` flushes, `Err`
 /// discards, and a flush error becomes the `Err`.
+#[diagnostic::on_unimplemented(
+    message = "a scope body cannot return `{Self}`",
+    label = "return a `Result<T, E>` where `E: From<airlock::Error>`",
+    note = "the scope flushes on `Ok`, discards on `Err`, and folds a flush error into the `Err`; `airlock::Result<T>` and `anyhow::Result<T>` work"
+)]
 pub trait Outcome {
     /// Whether the body succeeded.
     fn is_success(&self) -> bool;

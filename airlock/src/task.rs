@@ -46,6 +46,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// airlock::scope(|| airlock::enqueue(SendEmail { order_id: 7, to: "a@b.c".into() }))?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an airlock task",
+    label = "not a task",
+    note = "write the task as a function with `#[airlock::task]`, which generates the struct and implements `Task` for it"
+)]
 pub trait Task: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
     /// The stable name a worker finds this task by. Renaming the Rust type must
     /// not change it: payloads already in a queue refer to it.
@@ -130,6 +135,11 @@ impl fmt::Debug for Run {
 /// What a task function may return: `()` or a `Result` whose error converts
 /// into [`BoxError`] (`anyhow::Error`, `std::io::Error`, your own error types).
 /// The `Ok` value is discarded: nobody waits for a side effect's return value.
+#[diagnostic::on_unimplemented(
+    message = "a task function cannot return `{Self}`",
+    label = "return `()` or a `Result<T, E>` whose error converts into `Box<dyn Error + Send + Sync>`",
+    note = "the task's result goes to an executor or a worker, which only needs to know whether it failed"
+)]
 pub trait TaskOutput {
     /// The run's result.
     fn into_task_result(self) -> Result<(), BoxError>;

@@ -1,0 +1,314 @@
+//! The attributes of airlock: `#[airlock::task]` and `#[airlock::scoped]`.
+//!
+//! Use them through the `airlock-effects` crate (imported as `airlock`), which
+//! re-exports them with its `macros` feature (on by default):
+//!
+//! ```toml
+//! [dependencies]
+//! airlock = { package = "airlock-effects", version = "0.1" }
+//! ```
+//!
+//! The generated code names the runtime as `::airlock`, so the dependency must
+//! keep that name. It reaches `serde` and `inventory` through the runtime's
+//! hidden `airlock::__private` module, so the crate using the attributes needs
+//! neither in its own `Cargo.toml`.
+//!
+//! Both attributes check their input and, on a mistake, report every error
+//! they find at the offending tokens, saying what to write instead; they then
+//! still emit the item as it was, so the rest of the crate keeps compiling.
+//! The compile-fail cases in the repository's `ui-tests/` show each message.
+
+mod options;
+mod scoped;
+mod task;
+
+use proc_macro::TokenStream;
+
+/// Turns a function into a task: a side effect that can be buffered in a
+/// scope, serialized, and run later by an executor or by a worker that holds
+/// only its name and a JSON payload.
+///
+/// ```ignore
+/// /// Emails the customer that the order went through.
+/// #[airlock::task]
+/// fn send_confirmation_email(order_id: u64, to: String) -> Result<(), MailError> {
+///     // ...
+/// }
+///
+/// // The function stays callable as before:
+/// send_confirmation_email(7, "a@b.c".into())?;
+/// // and it has a typed, serializable intent:
+/// airlock::enqueue(SendConfirmationEmail { order_id: 7, to: "a@b.c".into() })?;
+/// ```
+///
+/// # What it generates
+///
+/// The function is kept unchanged. Next to it:
+///
+/// - a struct named after the function in PascalCase
+///   (`send_confirmation_email` → `SendConfirmationEmail`), whose fields are
+///   the arguments. It has the function's visibility (so do its fields) and
+///   doc comment, and derives `Clone`, `Debug`, `Serialize` and
+///   `Deserialize`. A function without arguments gives a braced empty struct,
+///   built as `Bump {}` and serialized as `{}`;
+/// - an `airlock::Task` impl for it: the stable name, whether it is async, its
+///   default dispatch options (only when some are given), and `run`, which
+///   calls the function with the fields;
+/// - a registration, so that `airlock::registry` can find the task by name
+///   and report its Rust path, file and line.
+///
+/// The function may be sync or `async`. It returns `()` or a `Result` whose
+/// error converts into `airlock::BoxError` (`anyhow::Error`, `io::Error`,
+/// your own error types); an `Err` becomes the task's error, carried to the
+/// executor or the worker. The `Ok` value is dropped.
+///
+/// ```text
+/// /// Emails the customer that the order went through.
+/// #[derive(Clone, Debug, Serialize, Deserialize)]   // through ::airlock::__private::serde
+/// struct SendConfirmationEmail {
+///     /// The `order_id` argument.
+///     order_id: u64,
+///     /// The `to` argument.
+///     to: String,
+/// }
+///
+/// impl ::airlock::Task for SendConfirmationEmail {
+///     const NAME: &'static str = "send_confirmation_email";
+///     const IS_ASYNC: bool = false;
+///     fn run(self) -> ::airlock::Run {
+///         ::airlock::Run::done(send_confirmation_email(self.order_id, self.to))
+///         // for an `async fn`: ::airlock::Run::pending(send_confirmation_email(..))
+///     }
+/// }
+///
+/// ::airlock::__private::inventory::submit! {
+///     ::airlock::__private::Registration::new::<SendConfirmationEmail>(
+///         concat!(module_path!(), "::", "send_confirmation_email"), file!(), line!())
+/// }
+/// ```
+///
+/// (The impl, the registration and one compile-time check per argument type
+/// sit in a `const _: () = { .. };` block; the serde derives carry bounds
+/// that make an argument type that is not serializable an error at that
+/// argument's type rather than at the attribute.)
+///
+/// # Arguments
+///
+/// The arguments are kept until the scope flushes, possibly serialized to a
+/// queue and decoded by another process, so each must be a plain name with
+/// an owned type that implements `Serialize`, `Deserialize`, `Clone`,
+/// `Debug`, `Send` and `Sync`. These are compile errors, each with the fix:
+///
+/// - generic parameters, lifetimes or a `where` clause (a worker must know
+///   the concrete types);
+/// - a `self` receiver (the attribute goes on a free function);
+/// - a destructuring pattern or `_` (a field needs a name);
+/// - a borrowed type: `&str` (take `String`), `&[T]` (take `Vec<T>`),
+///   `&Path` (take `PathBuf`), any other `&T` (take `T`), also inside other
+///   types (`Option<&str>`);
+/// - `impl Trait` in an argument;
+/// - `const fn`, `unsafe fn`, an `extern` ABI;
+/// - an argument type that is not serializable (reported at that type).
+///
+/// The attribute cannot tell a free function from an associated function
+/// without `self` inside an `impl` block; there, the generated struct would
+/// not be allowed, so put tasks at module level.
+///
+/// # Options
+///
+/// Every option is optional; each may be given once. An unknown option is an
+/// error that lists the valid ones.
+///
+/// ## `name = "stable.name"`
+///
+/// The name a worker finds the task by, which payloads already in a queue
+/// refer to: set it once and keep it when renaming the function. It defaults
+/// to the function's name. It must be non-empty, made of ASCII letters,
+/// digits, `_`, `.`, `:` and `-`, and start and end with a letter, digit or
+/// `_`.
+///
+/// ```ignore
+/// #[airlock::task(name = "billing.send_invoice")]
+/// fn send_invoice(order_id: u64) { /* ... */ }
+/// ```
+///
+/// ```text
+/// const NAME: &'static str = "billing.send_invoice";
+/// ```
+///
+/// ## `ident = StructName`
+///
+/// Names the generated struct, for when the default would clash with an
+/// existing item (or read badly).
+///
+/// ```ignore
+/// #[airlock::task(ident = SyncInventory)]
+/// fn sync(sku: String) { /* ... */ }   // `Sync` would shadow the std trait
+/// ```
+///
+/// ```text
+/// struct SyncInventory { sku: String }
+/// ```
+///
+/// ## `queue = "name"`, `max_attempts = N`, `priority = N`, `delay = "30s"`
+///
+/// The task's default dispatch options, which an executor may read and an
+/// intent may override (`Intent::with_options`). `queue` is a non-empty
+/// string; `max_attempts` a `u32` literal of at least 1; `priority` an `i32`
+/// literal, negative allowed (higher runs first); `delay` a string of
+/// numbers with units `ms`, `s`, `m` or `h`, combinable (`"250ms"`, `"30s"`,
+/// `"1m30s"`, `"2h"`). A bare number is an error that asks for a unit.
+///
+/// ```ignore
+/// #[airlock::task(queue = "warehouse", max_attempts = 5, priority = -3, delay = "1m30s")]
+/// async fn notify_warehouse(order_id: u64) -> anyhow::Result<()> { /* ... */ }
+/// ```
+///
+/// ```text
+/// const IS_ASYNC: bool = true;
+/// fn default_options() -> ::airlock::DispatchOptions {
+///     ::airlock::DispatchOptions::new()
+///         .queue("warehouse")
+///         .max_attempts(5u32)
+///         .priority(-3i32)
+///         .delay(::core::time::Duration::from_millis(90000u64))
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand(attr.into(), item.into()).into()
+}
+
+/// Runs every call of a function in a fresh scope: the intents it enqueues
+/// are flushed when it succeeds and discarded when it fails.
+///
+/// ```ignore
+/// #[airlock::scoped]
+/// fn checkout(cart: &Cart) -> Result<Order, CheckoutError> {
+///     let order = place(cart)?;
+///     airlock::enqueue(SendConfirmationEmail { order_id: order.id, to: cart.email.clone() })?;
+///     Ok(order)
+/// }
+/// ```
+///
+/// Success is a normal return, or `Ok` when the function returns a `Result`;
+/// failure is `Err` or a panic (which discards, then keeps unwinding). For
+/// an `async fn`, dropping the future before it completes also discards.
+/// When the return type is a `Result<T, E>` with `E: From<airlock::Error>`
+/// (`airlock::Result`, `anyhow::Result`, your error type with that `From`),
+/// a failed flush becomes the returned `Err`; for other return types it is
+/// logged through `tracing`.
+///
+/// The attribute goes on functions and methods (`self`, `&self`,
+/// `&mut self`), sync or `async`, with generics, lifetimes, `where` clauses
+/// and `impl Trait` arguments and return types; it keeps the attributes,
+/// docs, visibility and signature, and replaces only the body. `return` and
+/// `?` inside the body work as before. It stacks with other attributes such
+/// as `#[tracing::instrument]` and `#[tokio::main]`, in either order, and
+/// works on methods of `#[async_trait]` traits (it recognizes the
+/// `Box::pin(async move { .. })` body they are rewritten to and scopes the
+/// future) as well as native `async fn` in traits.
+///
+/// # What it generates
+///
+/// For a sync function:
+///
+/// ```text
+/// fn checkout(cart: &Cart) -> Result<Order, CheckoutError> {
+///     use ::airlock::__private::{ViaAny as _, ViaOutcome as _, ViaResult as _};
+///     fn __airlock_call_once<R>(f: impl FnOnce() -> R) -> R { f() }
+///     let __airlock_scope = ::airlock::Scope::new() /* .policy(..) .executor(..) .kind(..) */;
+///     __airlock_scope
+///         .run(move || {
+///             let __airlock_out = __airlock_call_once(move || -> Result<Order, CheckoutError> {
+///                 /* the original body */
+///             });
+///             // picks, by the return type, how success is read
+///             (&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
+///         })
+///         .into_inner()
+/// }
+/// ```
+///
+/// For an `async fn`:
+///
+/// ```text
+/// async fn backfill(pool: &PgPool) -> anyhow::Result<()> {
+///     use ::airlock::__private::{ViaAny as _, ViaOutcome as _, ViaResult as _};
+///     let __airlock_scope = ::airlock::Scope::new().policy(airlock::DropAll);
+///     __airlock_scope
+///         .run_async(async move {
+///             let __airlock_out: anyhow::Result<()> = async move {
+///                 let __airlock_ret: anyhow::Result<()> = { /* the original body */ };
+///                 __airlock_ret
+///             }
+///             .await;
+///             (&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
+///         })
+///         .await
+///         .into_inner()
+/// }
+/// ```
+///
+/// The locals have mixed-site hygiene: the body cannot see them, and an
+/// argument with the same name is not shadowed. When the return type holds an
+/// `impl Trait`, which cannot be written on a closure or a `let`, the type
+/// annotations are left out; errors inside such a body may then need a type
+/// annotation of your own.
+///
+/// # Options
+///
+/// Every option is optional and falls back to the global defaults
+/// (`airlock::configure`); each may be given once, and an unknown option is an
+/// error that lists the valid ones. The expressions are evaluated at each call,
+/// before the body, where the function's arguments (and `self`) are in scope.
+///
+/// ## `policy = EXPR`
+///
+/// Which intents may escape: any `airlock::Policy`.
+///
+/// ```ignore
+/// #[airlock::scoped(policy = airlock::DropAll)]
+/// async fn backfill(pool: &PgPool) -> anyhow::Result<()> { /* ... */ }
+/// ```
+///
+/// ```text
+/// let __airlock_scope = ::airlock::Scope::new().policy(airlock::DropAll);
+/// ```
+///
+/// ## `executor = EXPR`
+///
+/// How escaping intents run: any `airlock::Executor`.
+///
+/// ```ignore
+/// impl Service {
+///     #[airlock::scoped(policy = self.policy(), executor = self.executor.clone())]
+///     async fn handle(&self, req: Request) -> Response { /* ... */ }
+/// }
+/// ```
+///
+/// ```text
+/// let __airlock_scope = ::airlock::Scope::new()
+///     .policy(self.policy())
+///     .executor(self.executor.clone());
+/// ```
+///
+/// ## `scope = TYPE`
+///
+/// When intents escape: a type implementing `airlock::ScopeKind` and
+/// `Default`, built with `Default::default()`. A value is an error; for a
+/// configured kind, build the scope by hand with `airlock::Scope::new().kind(..)`.
+///
+/// ```ignore
+/// #[airlock::scoped(scope = airlock::Independent)]
+/// fn import_batch(rows: Vec<Row>) -> airlock::Result<()> { /* ... */ }
+/// ```
+///
+/// ```text
+/// let __airlock_scope = ::airlock::Scope::new()
+///     .kind(<airlock::Independent as ::core::default::Default>::default());
+/// ```
+#[proc_macro_attribute]
+pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
+    scoped::expand(attr.into(), item.into()).into()
+}
