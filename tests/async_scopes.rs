@@ -9,20 +9,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use airlock::{DropAll, Error, Intent, Scope, StateErrorKind};
-use airlock_tests::{Log, Noop, Record, YieldOnce};
+use airlock::{DropAll, Error, Scope, StateErrorKind};
+use airlock_tests::{Log, Noop, YieldOnce, labels};
 use tokio::sync::{Barrier, oneshot};
-
-/// The labels of `Record` payloads among `intents`, in order.
-fn labels(intents: &[Intent]) -> Vec<String> {
-    intents
-        .iter()
-        .map(|intent| match intent.payload::<Record>() {
-            Some(record) => record.label.clone(),
-            None => format!("<{}>", intent.name()),
-        })
-        .collect()
-}
 
 /// Asserts that no scope is current here and that a new scope works: what a
 /// thread or task must look like after a scope ended by panic or

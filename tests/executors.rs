@@ -10,7 +10,7 @@ use airlock::{
     Batch, BlockTasks, BoxError, Dispatch, DispatchError, DispatchFailure, DispatchOptions, Error,
     Executor, Exit, Fate, Intent, Run, Scope, ScopeKind, StateErrorKind, Task, TokioExecutor,
 };
-use airlock_tests::{Log, Record, RecordAsync, YieldOnce};
+use airlock_tests::{Log, Record, RecordAsync, YieldOnce, labels};
 use serde::{Deserialize, Serialize};
 
 /// Yields once, records its label, then fails. Name: `fail_async`.
@@ -45,17 +45,6 @@ fn fail_async(log: &Log, label: &str) -> FailAsync {
         log: log.record("").log,
         label: label.to_owned(),
     }
-}
-
-/// The labels of `Record` payloads among `intents`, in order.
-fn labels(intents: &[Intent]) -> Vec<String> {
-    intents
-        .iter()
-        .map(|intent| match intent.payload::<Record>() {
-            Some(record) => record.label.clone(),
-            None => format!("<{}>", intent.name()),
-        })
-        .collect()
 }
 
 fn dispatch_error(error: Error) -> Box<DispatchError> {

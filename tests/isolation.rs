@@ -11,7 +11,7 @@ use airlock::{
     AssertNoEffects, BlockTasks, Dispatch, Error, Executor, Intent, Policy, Run, Scope,
     ScopeHandle, StateErrorKind, Task, Violation,
 };
-use airlock_tests::{Log, Noop, Record};
+use airlock_tests::{Log, Noop, labels};
 use serde::{Deserialize, Serialize};
 
 /// Identifies one intent of one unit of work. Name: `tag`.
@@ -33,17 +33,6 @@ fn tags(intents: &[Intent]) -> Vec<Tag> {
     intents
         .iter()
         .map(|i| *i.payload::<Tag>().expect("only tags are enqueued here"))
-        .collect()
-}
-
-/// The labels of `Record` payloads among `intents`, in order.
-fn labels(intents: &[Intent]) -> Vec<String> {
-    intents
-        .iter()
-        .map(|intent| match intent.payload::<Record>() {
-            Some(record) => record.label.clone(),
-            None => format!("<{}>", intent.name()),
-        })
         .collect()
 }
 

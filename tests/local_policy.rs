@@ -2,54 +2,9 @@
 //! apply a policy to the intents enqueued inside them, without a new buffer).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
 
-use airlock::{
-    AllowAll, AssertNoEffects, BlockTasks, DropAll, Error, FlushReport, Intent, Policy, Scope,
-    Violation,
-};
-use airlock_tests::{Log, Other, Record};
-
-type Calls = Arc<Mutex<Vec<String>>>;
-
-fn seen(calls: &Calls) -> Vec<String> {
-    calls.lock().unwrap().clone()
-}
-
-/// Allows everything and records `hook:name`.
-struct Tag {
-    name: &'static str,
-    calls: Calls,
-}
-
-impl Policy for Tag {
-    fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("enqueue:{}", self.name));
-        Ok(())
-    }
-
-    fn allows(&self, _: &Intent) -> bool {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("allows:{}", self.name));
-        true
-    }
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-fn tag(name: &'static str, calls: &Calls) -> Tag {
-    Tag {
-        name,
-        calls: calls.clone(),
-    }
-}
+use airlock::{AllowAll, AssertNoEffects, BlockTasks, DropAll, Error, FlushReport, Intent, Scope};
+use airlock_tests::{Calls, Log, Other, Record, Tag, seen};
 
 /// The names of the policies each intent carries.
 fn carried(intents: &[Intent]) -> Vec<Vec<&'static str>> {
@@ -138,9 +93,12 @@ fn with_policy_returns_the_closure_value() {
 fn regions_nest_innermost_first() {
     let log = Log::new();
     let calls = Calls::default();
-    let mut scope = Scope::new().policy(tag("scope", &calls)).enter().unwrap();
-    airlock::with_policy(tag("outer", &calls), || {
-        airlock::with_policy(tag("inner", &calls), || {
+    let mut scope = Scope::new()
+        .policy(Tag::new("scope", &calls))
+        .enter()
+        .unwrap();
+    airlock::with_policy(Tag::new("outer", &calls), || {
+        airlock::with_policy(Tag::new("inner", &calls), || {
             airlock::enqueue(log.record("a")).unwrap();
         });
         airlock::enqueue(log.record("b")).unwrap();
@@ -230,7 +188,7 @@ fn region_rejection_comes_before_the_scope_policy() {
     let log = Log::new();
     let calls = Calls::default();
     let result = Scope::new()
-        .policy(tag("scope", &calls))
+        .policy(Tag::new("scope", &calls))
         .run(|| airlock::with_policy(AssertNoEffects, || airlock::enqueue(log.record("a"))));
     assert!(result.is_err());
     assert!(seen(&calls).is_empty(), "{:?}", seen(&calls));
@@ -293,7 +251,7 @@ fn panic_inside_region_restores_state() {
     assert_eq!(intents[0].policies().count(), 0, "region leaked past panic");
 
     // Nested: the outer region survives a panic in an inner one.
-    airlock::with_policy(tag("outer", &calls), || {
+    airlock::with_policy(Tag::new("outer", &calls), || {
         let _ = catch_unwind(AssertUnwindSafe(|| {
             airlock::with_policy(DropAll, || panic!("inner region"));
         }));
@@ -368,9 +326,9 @@ async fn async_region_policy_is_captured_on_intents() {
 async fn async_regions_nest() {
     let log = Log::new();
     let calls = Calls::default();
-    let intents = airlock::with_policy_async(tag("outer", &calls), async {
+    let intents = airlock::with_policy_async(Tag::new("outer", &calls), async {
         let mut scope = Scope::new().enter().unwrap();
-        airlock::with_policy_async(tag("inner", &calls), async {
+        airlock::with_policy_async(Tag::new("inner", &calls), async {
             tokio::task::yield_now().await;
             airlock::enqueue(log.record("a")).unwrap();
         })
@@ -395,8 +353,8 @@ async fn async_region_nests_in_sync_region_when_polled_inside_it() {
     let log = Log::new();
     let calls = Calls::default();
     let (_, intents) = airlock::capture(|| {
-        airlock::with_policy(tag("sync", &calls), || {
-            let future = airlock::with_policy_async(tag("async", &calls), async {
+        airlock::with_policy(Tag::new("sync", &calls), || {
+            let future = airlock::with_policy_async(Tag::new("async", &calls), async {
                 airlock::enqueue(log.record("a")).unwrap();
             });
             // Drive it to completion right here: it never yields.

@@ -3,65 +3,12 @@
 //! the path counts).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
 
 use airlock::{
     AssertNoEffects, BlockTasks, Descendant, DropAll, Error, Independent, Intent, LogOnFlush,
-    Policy, Release, Scope, ScopeKind, Violation,
+    Release, Scope, ScopeKind,
 };
-use airlock_tests::{Log, Other, Record};
-
-type Calls = Arc<Mutex<Vec<String>>>;
-
-fn seen(calls: &Calls) -> Vec<String> {
-    calls.lock().unwrap().clone()
-}
-
-/// Allows everything and records `hook:name`.
-struct Tag {
-    name: &'static str,
-    calls: Calls,
-}
-
-impl Policy for Tag {
-    fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("enqueue:{}", self.name));
-        Ok(())
-    }
-
-    fn allows(&self, _: &Intent) -> bool {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("allows:{}", self.name));
-        true
-    }
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-fn tag(name: &'static str, calls: &Calls) -> Tag {
-    Tag {
-        name,
-        calls: calls.clone(),
-    }
-}
-
-fn labels(intents: &[Intent]) -> Vec<String> {
-    intents
-        .iter()
-        .map(|i| match (i.payload::<Record>(), i.payload::<Other>()) {
-            (Some(r), _) => r.label.clone(),
-            (_, Some(o)) => o.label.clone(),
-            _ => i.name().to_owned(),
-        })
-        .collect()
-}
+use airlock_tests::{Calls, Log, Other, Record, Tag, labels, seen};
 
 // ---------------------------------------------------------------------------
 // Rule 8: captured by default.
@@ -509,12 +456,15 @@ fn inner_drop_all_cannot_be_undone_by_parent() {
 fn captured_intents_carry_every_inner_scope_policy_innermost_first() {
     let log = Log::new();
     let calls = Calls::default();
-    let mut outer = Scope::new().policy(tag("outer", &calls)).enter().unwrap();
+    let mut outer = Scope::new()
+        .policy(Tag::new("outer", &calls))
+        .enter()
+        .unwrap();
     Scope::new()
-        .policy(tag("middle", &calls))
+        .policy(Tag::new("middle", &calls))
         .run(|| {
             Scope::new()
-                .policy(tag("inner", &calls))
+                .policy(Tag::new("inner", &calls))
                 .run(|| airlock::enqueue(log.record("a")))
         })
         .unwrap();
@@ -557,11 +507,11 @@ fn on_enqueue_runs_for_every_enclosing_scope_innermost_first() {
     let log = Log::new();
     let calls = Calls::default();
     Scope::new()
-        .policy(tag("outer", &calls))
+        .policy(Tag::new("outer", &calls))
         .run(|| {
-            Scope::new().policy(tag("middle", &calls)).run(|| {
-                Scope::new().policy(tag("inner", &calls)).run(|| {
-                    airlock::with_policy(tag("region", &calls), || {
+            Scope::new().policy(Tag::new("middle", &calls)).run(|| {
+                Scope::new().policy(Tag::new("inner", &calls)).run(|| {
+                    airlock::with_policy(Tag::new("region", &calls), || {
                         airlock::enqueue(log.record("a"))
                     })
                 })
@@ -589,7 +539,7 @@ fn on_enqueue_runs_for_every_enclosing_scope_innermost_first() {
 fn first_rejecting_scope_policy_stops_the_check() {
     let log = Log::new();
     let calls = Calls::default();
-    let result = Scope::new().policy(tag("outer", &calls)).run(|| {
+    let result = Scope::new().policy(Tag::new("outer", &calls)).run(|| {
         Scope::new()
             .policy(AssertNoEffects)
             .run(|| airlock::enqueue(log.record("a")))

@@ -2,56 +2,16 @@
 //! rule 6 (flush order and the report), rule 14 (the built-in policies), and
 //! combining policies.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use airlock::{
     AllowAll, AssertNoEffects, BlockTasks, DispatchOptions, DropAll, Error, Fate, FlushReport,
     Intent, LogOnFlush, Policy, ReportEntry, Scope, StateErrorKind, Violation,
 };
-use airlock_tests::{Log, Noop, Other, Record};
-
-/// A shared list of what hooks saw, in call order.
-type Calls = Arc<Mutex<Vec<String>>>;
+use airlock_tests::{Calls, Log, Noop, Other, Record, Tag, seen};
 
 fn calls() -> Calls {
     Arc::default()
-}
-
-fn seen(calls: &Calls) -> Vec<String> {
-    calls.lock().unwrap().clone()
-}
-
-/// Allows everything and records each hook call as `hook:name`.
-struct Tag {
-    name: &'static str,
-    calls: Calls,
-}
-
-impl Tag {
-    fn new(name: &'static str, calls: &Calls) -> Self {
-        Tag {
-            name,
-            calls: calls.clone(),
-        }
-    }
-}
-
-impl Policy for Tag {
-    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
-        let entry = format!("enqueue:{}:{}", self.name, intent.name());
-        self.calls.lock().unwrap().push(entry);
-        Ok(())
-    }
-
-    fn allows(&self, intent: &Intent) -> bool {
-        let entry = format!("allows:{}:{}", self.name, intent.name());
-        self.calls.lock().unwrap().push(entry);
-        true
-    }
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
 }
 
 /// Runs `f` in an entered scope with `policy`, then flushes it and returns
@@ -267,9 +227,9 @@ fn ignored_rejection_does_not_fail_the_scope() {
 fn flush_checks_local_policies_innermost_first_then_scope_policy() {
     let log = Log::new();
     let calls = calls();
-    flush_with(Tag::new("scope", &calls), || {
-        airlock::with_policy(Tag::new("outer", &calls), || {
-            airlock::with_policy(Tag::new("inner", &calls), || {
+    flush_with(Tag::naming_tasks("scope", &calls), || {
+        airlock::with_policy(Tag::naming_tasks("outer", &calls), || {
+            airlock::with_policy(Tag::naming_tasks("inner", &calls), || {
                 airlock::enqueue(log.record("a")).unwrap();
             })
         })
@@ -293,7 +253,7 @@ fn flush_checks_local_policies_innermost_first_then_scope_policy() {
 fn dispatch_is_fifo_and_policies_are_asked_in_order() {
     let log = Log::new();
     let calls = calls();
-    let report = flush_with(Tag::new("p", &calls), || {
+    let report = flush_with(Tag::naming_tasks("p", &calls), || {
         airlock::enqueue(log.record("1")).unwrap();
         airlock::enqueue(log.other("2")).unwrap();
         airlock::enqueue(log.record("3")).unwrap();
@@ -364,8 +324,8 @@ fn report_lists_every_intent_in_order_with_its_fate() {
 fn report_names_the_first_dropping_policy() {
     let log = Log::new();
     let calls = calls();
-    let report = flush_with(Tag::new("scope", &calls), || {
-        airlock::with_policy(Tag::new("outer", &calls), || {
+    let report = flush_with(Tag::naming_tasks("scope", &calls), || {
+        airlock::with_policy(Tag::naming_tasks("outer", &calls), || {
             airlock::with_policy(DropAll, || airlock::enqueue(log.record("a")).unwrap())
         })
     });
@@ -630,7 +590,10 @@ fn tuple_policy_asks_members_in_order() {
     let log = Log::new();
     let calls = calls();
     flush_with(
-        (Tag::new("first", &calls), Tag::new("second", &calls)),
+        (
+            Tag::naming_tasks("first", &calls),
+            Tag::naming_tasks("second", &calls),
+        ),
         || {
             airlock::enqueue(log.record("a")).unwrap();
         },

@@ -192,3 +192,79 @@ impl std::future::Future for YieldOnce {
         std::task::Poll::Pending
     }
 }
+
+/// The labels of the `Record` and `Other` payloads among `intents`, in order;
+/// any other task shows as `<name>`.
+pub fn labels(intents: &[airlock::Intent]) -> Vec<String> {
+    intents
+        .iter()
+        .map(
+            |intent| match (intent.payload::<Record>(), intent.payload::<Other>()) {
+                (Some(record), _) => record.label.clone(),
+                (_, Some(other)) => other.label.clone(),
+                _ => format!("<{}>", intent.name()),
+            },
+        )
+        .collect()
+}
+
+/// A shared list of what policy hooks saw, in call order.
+pub type Calls = std::sync::Arc<Mutex<Vec<String>>>;
+
+/// What the hooks recorded so far.
+pub fn seen(calls: &Calls) -> Vec<String> {
+    calls.lock().unwrap().clone()
+}
+
+/// A policy that allows everything and records each hook call into `calls`
+/// as `hook:name` (or `hook:name:task` with [`Tag::naming_tasks`]).
+#[derive(Debug)]
+pub struct Tag {
+    name: &'static str,
+    calls: Calls,
+    with_task: bool,
+}
+
+impl Tag {
+    /// Records `enqueue:name` and `allows:name`.
+    pub fn new(name: &'static str, calls: &Calls) -> Self {
+        Tag {
+            name,
+            calls: calls.clone(),
+            with_task: false,
+        }
+    }
+
+    /// Records `enqueue:name:task` and `allows:name:task`.
+    pub fn naming_tasks(name: &'static str, calls: &Calls) -> Self {
+        Tag {
+            with_task: true,
+            ..Tag::new(name, calls)
+        }
+    }
+
+    fn record(&self, hook: &str, intent: &airlock::Intent) {
+        let entry = if self.with_task {
+            format!("{hook}:{}:{}", self.name, intent.name())
+        } else {
+            format!("{hook}:{}", self.name)
+        };
+        self.calls.lock().unwrap().push(entry);
+    }
+}
+
+impl airlock::Policy for Tag {
+    fn on_enqueue(&self, intent: &airlock::Intent) -> Result<(), airlock::Violation> {
+        self.record("enqueue", intent);
+        Ok(())
+    }
+
+    fn allows(&self, intent: &airlock::Intent) -> bool {
+        self.record("allows", intent);
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}

@@ -172,6 +172,26 @@ pub(crate) fn show(tokens: &impl quote::ToTokens) -> String {
     text
 }
 
+/// `struct`, `enum`, `impl`, ...: the token that says what the item is.
+pub(crate) fn item_keyword_span(item: &syn::Item) -> Option<Span> {
+    use syn::Item;
+    Some(match item {
+        Item::Struct(item) => item.struct_token.span,
+        Item::Enum(item) => item.enum_token.span,
+        Item::Union(item) => item.union_token.span,
+        Item::Impl(item) => item.impl_token.span,
+        Item::Trait(item) => item.trait_token.span,
+        Item::Mod(item) => item.mod_token.span,
+        Item::Const(item) => item.const_token.span,
+        Item::Static(item) => item.static_token.span,
+        Item::Type(item) => item.type_token.span,
+        Item::Use(item) => item.use_token.span,
+        Item::ExternCrate(item) => item.extern_token.span,
+        Item::ForeignMod(item) => item.abi.extern_token.span,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ mod parse {
             // What syn leaves unparsed: here, a function without a body.
             Ok(syn::Item::Verbatim(tokens)) => Err(no_body(tokens)),
             Ok(other) => Err(syn::Error::new(
-                keyword_span(&other).unwrap_or_else(|| other.span()),
+                crate::options::item_keyword_span(&other).unwrap_or_else(|| other.span()),
                 "#[airlock::scoped] goes on a function or a method: each call of it runs \
                  in a fresh scope",
             )),
@@ -138,25 +138,6 @@ mod parse {
              put it on the implementations of the method (or on a default body), \
              not on its declaration",
         )
-    }
-
-    fn keyword_span(item: &syn::Item) -> Option<Span> {
-        use syn::Item;
-        Some(match item {
-            Item::Struct(item) => item.struct_token.span,
-            Item::Enum(item) => item.enum_token.span,
-            Item::Union(item) => item.union_token.span,
-            Item::Impl(item) => item.impl_token.span,
-            Item::Trait(item) => item.trait_token.span,
-            Item::Mod(item) => item.mod_token.span,
-            Item::Const(item) => item.const_token.span,
-            Item::Static(item) => item.static_token.span,
-            Item::Type(item) => item.type_token.span,
-            Item::Use(item) => item.use_token.span,
-            Item::ExternCrate(item) => item.extern_token.span,
-            Item::ForeignMod(item) => item.abi.extern_token.span,
-            _ => return None,
-        })
     }
 }
 

@@ -239,7 +239,7 @@ mod parse {
         match syn::parse2::<syn::Item>(item.clone()) {
             Ok(syn::Item::Fn(function)) => Ok(function),
             Ok(other) => Err(syn::Error::new(
-                item_keyword_span(&other).unwrap_or_else(|| other.span()),
+                crate::options::item_keyword_span(&other).unwrap_or_else(|| other.span()),
                 "#[airlock::task] goes on a free function: the function's arguments become \
                  the fields of the generated intent struct",
             )),
@@ -250,26 +250,6 @@ mod parse {
                 "#[airlock::task] goes on a free function with a body",
             )),
         }
-    }
-
-    /// `struct`, `enum`, `impl`, ...: the token that says what the item is.
-    fn item_keyword_span(item: &syn::Item) -> Option<Span> {
-        use syn::Item;
-        Some(match item {
-            Item::Struct(item) => item.struct_token.span,
-            Item::Enum(item) => item.enum_token.span,
-            Item::Union(item) => item.union_token.span,
-            Item::Impl(item) => item.impl_token.span,
-            Item::Trait(item) => item.trait_token.span,
-            Item::Mod(item) => item.mod_token.span,
-            Item::Const(item) => item.const_token.span,
-            Item::Static(item) => item.static_token.span,
-            Item::Type(item) => item.type_token.span,
-            Item::Use(item) => item.use_token.span,
-            Item::ExternCrate(item) => item.extern_token.span,
-            Item::ForeignMod(item) => item.abi.extern_token.span,
-            _ => return None,
-        })
     }
 }
 
