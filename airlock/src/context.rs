@@ -150,7 +150,12 @@ impl Frame {
         self.config.as_ref()?.policy.as_ref()
     }
 
+    /// Whether a policy sees enqueues made while this frame is on the stack.
     #[inline]
+    fn judges(&self) -> bool {
+        self.remote || self.policy().is_some()
+    }
+
     pub(crate) fn kind(&self) -> Option<&Arc<dyn ScopeKind>> {
         self.config.as_ref()?.kind.as_ref()
     }
@@ -167,6 +172,9 @@ impl Frame {
 
 pub(crate) struct Context {
     pub(crate) frames: RefCell<Vec<Frame>>,
+    /// How many frames on the stack have a policy to consult at enqueue, so
+    /// that an enqueue with none skips the walk.
+    judging: Cell<usize>,
     pub(crate) local: Cell<Option<PolicyChain>>,
     in_hook: Cell<bool>,
     next_id: Cell<u64>,
@@ -190,6 +198,7 @@ thread_local! {
     pub(crate) static CONTEXT: Context = const {
         Context {
             frames: RefCell::new(Vec::new()),
+            judging: Cell::new(0),
             local: Cell::new(None),
             in_hook: Cell::new(false),
             next_id: Cell::new(0),
@@ -262,8 +271,28 @@ impl Context {
         if self.in_hook() {
             return Err(frame);
         }
+        if frame.judges() {
+            self.judging.set(self.judging.get() + 1);
+        }
         self.frames.borrow_mut().push(frame);
         Ok(())
+    }
+
+    fn popped(&self, frame: Option<Frame>) -> Option<Frame> {
+        if frame.as_ref().is_some_and(Frame::judges) {
+            self.judging.set(self.judging.get() - 1);
+        }
+        frame
+    }
+
+    /// Removes the frame `id` if it is the current one.
+    pub(crate) fn pop_top(&self, id: u64) -> Option<Frame> {
+        let mut frames = self.frames.borrow_mut();
+        let frame = match frames.last() {
+            Some(top) if top.id == id => frames.pop(),
+            _ => None,
+        };
+        self.popped(frame)
     }
 
     /// Removes the frame `id` from the stack. It is normally on top; if scopes
@@ -272,7 +301,7 @@ impl Context {
     #[inline]
     pub(crate) fn pop(&self, id: u64) -> Option<Frame> {
         let mut frames = self.frames.borrow_mut();
-        match frames.last() {
+        let frame = match frames.last() {
             Some(top) if top.id == id => frames.pop(),
             _ => {
                 let at = frames.iter().rposition(|f| f.id == id)?;
@@ -283,7 +312,8 @@ impl Context {
                 );
                 Some(frames.remove(at))
             }
-        }
+        };
+        self.popped(frame)
     }
 
     #[inline]
@@ -297,7 +327,7 @@ impl Context {
             return Err(Error::NoScope { task });
         }
         intent.local = self.local_chain();
-        {
+        if intent.local.is_some() || self.judging.get() > 0 {
             let _hook = HookGuard::enter(self);
             check_on_enqueue(&intent, &frames)?;
         }

@@ -462,13 +462,7 @@ impl ActiveScope {
         if !matches!(self.state, ActiveState::Entered) {
             return Err(StateError::new(StateErrorKind::NotCurrent).into());
         }
-        let frame = CONTEXT.with(|cx| {
-            let mut frames = cx.frames.borrow_mut();
-            match frames.last() {
-                Some(top) if top.id == self.id => frames.pop(),
-                _ => None,
-            }
-        });
+        let frame = CONTEXT.with(|cx| cx.pop_top(self.id));
         let frame = frame.ok_or(StateError::new(StateErrorKind::NotCurrent))?;
         self.state = ActiveState::Exited(frame);
         Ok(())
@@ -718,7 +712,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     if frame.config.is_some() || frame.shared.is_some() {
         return finish_in(cx, frame, exit, Detail::Exceptions).map(drop);
     }
-    let intents = frame.intents;
+    let mut intents = frame.intents;
     if exit != Exit::Success {
         return {
             discard_intents(cx, intents, exit);
@@ -730,7 +724,24 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         cx.recycle(intents);
         return Ok(());
     }
-    let plain = cx.frames.borrow().is_empty() && intents.iter().all(|i| !i.has_policies());
+    let mut frames = cx.frames.borrow_mut();
+    if let Some(parent) = frames.last_mut()
+        && parent.kind().is_none()
+        && !parent.remote
+    {
+        // Nested in a plain scope: captured whole (rule 8), and this scope
+        // has no policy of its own for them to carry.
+        let captured = intents.len();
+        parent
+            .intents
+            .extend(intents.drain(..).map(|intent| mark_captured(intent, None)));
+        drop(frames);
+        tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured, "scope flushed");
+        cx.recycle(intents);
+        return Ok(());
+    }
+    let plain = frames.is_empty() && intents.iter().all(|i| !i.has_policies());
+    drop(frames);
     if !plain {
         return finish_in(cx, Frame::local(0, None, intents), exit, Detail::Exceptions).map(drop);
     }
