@@ -26,6 +26,11 @@ REFERENCE = Path(
 )
 AIRLOCK_PY = "airlock-py==0.1.0a3"
 LINE = re.compile(r"^(\w+): ([0-9.]+) (ns/op|bytes/intent)$")
+# glibc returns freed memory to the OS at the end of every trial, and the next
+# trial pays a page fault for every page it touches again: on a VM that costs
+# more than airlock's own work. A long-running service keeps its heap warm;
+# these tunables make the benchmark do the same. Both columns are reported.
+WARM_HEAP = "glibc.malloc.trim_threshold=4294967295:glibc.malloc.mmap_threshold=4294967295"
 
 
 def parse(output):
@@ -46,19 +51,22 @@ def run_python(trials):
         return parse(out.stdout)
 
 
-def cargo_bench(name, *args):
+def cargo_bench(name, *args, env=None):
     out = subprocess.run(
         ["cargo", "bench", "--quiet", "-p", "airlock-effects", "--bench", name, "--", *args],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     return parse(out.stdout)
 
 
 def run_rust(trials):
-    return {**cargo_bench("workloads", str(trials)), **cargo_bench("heap")}
+    cold = cargo_bench("workloads", str(trials))
+    warm = cargo_bench("workloads", str(trials), env={"GLIBC_TUNABLES": WARM_HEAP})
+    return cold, warm, cargo_bench("heap")
 
 
 def main():
@@ -66,22 +74,25 @@ def main():
     if not REFERENCE.is_file():
         sys.exit(f"reference benchmark not found at {REFERENCE}: set AIRLOCK_PY_BENCH")
     print(f"# {trials} trials each; medians in ns/op; ratio = Python / Rust", flush=True)
-    rust = run_rust(trials)
+    cold, warm, heap = run_rust(trials)
     python = run_python(trials)
-    floor = rust.get("floor_box_push")
-    print(f"{'workload':<24}{'rust':>10}{'python':>10}{'ratio':>9}")
+    print(f"{'workload':<24}{'rust':>9}{'warm heap':>11}{'python':>10}{'ratio':>8}{'warm':>8}")
     worst = None
     for name, py_ns in python.items():
-        rs_ns = rust[name]
-        ratio = py_ns / rs_ns
+        ratio, ratio_warm = py_ns / cold[name], py_ns / warm[name]
         worst = ratio if worst is None else min(worst, ratio)
-        print(f"{name:<24}{rs_ns:>10.1f}{py_ns:>10.1f}{ratio:>8.0f}x")
-    if floor:
-        print(f"{'floor_box_push':<24}{floor:>10.1f}")
-        print(f"enqueue / floor: {rust['enqueue_dropall'] / floor:.2f}x")
-    if "heap_per_intent" in rust:
-        print(f"heap per buffered two-field intent: {rust['heap_per_intent']:.1f} bytes")
-    print(f"slowest ratio: {worst:.0f}x")
+        print(
+            f"{name:<24}{cold[name]:>9.1f}{warm[name]:>11.1f}{py_ns:>10.1f}"
+            f"{ratio:>7.0f}x{ratio_warm:>7.0f}x"
+        )
+    floor = "floor_box_push"
+    print(f"{floor:<24}{cold[floor]:>9.1f}{warm[floor]:>11.1f}")
+    print(
+        f"enqueue / floor: {cold['enqueue_dropall'] / cold[floor]:.2f}x "
+        f"(warm heap {warm['enqueue_dropall'] / warm[floor]:.2f}x)"
+    )
+    print(f"heap per buffered two-field intent: {heap['heap_per_intent']:.1f} bytes")
+    print(f"slowest ratio (default heap): {worst:.0f}x")
 
 
 if __name__ == "__main__":
