@@ -102,15 +102,24 @@ impl Scope {
         self
     }
 
+    /// Whether every setting is left to the defaults.
+    #[inline]
+    fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            Scope {
+                policy: Setting::Default,
+                executor: Setting::Default,
+                kind: Setting::Default,
+            }
+        )
+    }
+
     #[inline]
     pub(crate) fn into_frame(self, cx: &Context) -> Frame {
-        if let Scope {
-            policy: Setting::Default,
-            executor: Setting::Default,
-            kind: Setting::Default,
-        } = self
-            && cx.defaults_are_builtin()
-        {
+        if self.is_plain() && cx.defaults_are_builtin() {
+            // Nothing to drop: every setting is `Default`.
+            std::mem::forget(self);
             return Frame::local(cx.next_id(), None, cx.take_buffer());
         }
         let config = cx.with_defaults(|d| match self {
