@@ -655,11 +655,9 @@ impl fmt::Debug for ActiveScope {
 pub(crate) fn discard(frame: Frame, exit: Exit) -> usize {
     let intents = frame.into_intents();
     let count = intents.len();
-    match CONTEXT.try_with(|cx| discard_intents(cx, intents, exit)) {
-        Ok(count) => count,
-        // Thread teardown: the intents were dropped with the closure.
-        Err(_) => count,
-    }
+    // During thread teardown the context is gone and the intents drop here.
+    let _ = CONTEXT.try_with(|cx| discard_intents(cx, intents, exit));
+    count
 }
 
 fn discard_intents(cx: &Context, intents: Vec<Intent>, exit: Exit) -> usize {
@@ -723,10 +721,8 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     }
     let mut intents = frame.intents;
     if exit != Exit::Success {
-        return {
-            discard_intents(cx, intents, exit);
-            Ok(())
-        };
+        discard_intents(cx, intents, exit);
+        return Ok(());
     }
     if intents.is_empty() {
         tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
