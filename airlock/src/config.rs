@@ -152,6 +152,7 @@ pub fn with_defaults_async<F: std::future::Future>(
     crate::future::WithDefaults::new(defaults, future)
 }
 
+#[inline]
 pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }

@@ -27,20 +27,34 @@ pub(crate) struct Frame {
     /// Where handles reach this scope. For a remote frame (a scope owned by
     /// another thread or task, entered through a handle), the scope itself.
     pub(crate) shared: Option<Arc<Shared>>,
-    pub(crate) remote: bool,
     pub(crate) enclosing: Enclosing,
 }
 
-/// Which scope a frame's intents are offered to when it flushes.
+/// Which scope a frame's intents are offered to when it flushes: whatever is
+/// current then (closures and futures nest structurally), nothing (an
+/// `ActiveScope` entered where no scope was current), or the frame that was
+/// current when an `ActiveScope` was entered. A plain `u64`, like every other
+/// field of a frame, so that frames move as whole words.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Enclosing {
-    /// Whatever is current at flush: closures and futures nest structurally.
-    Current,
-    /// Nothing: an `ActiveScope` entered where no scope was current.
-    Root,
-    /// The frame that was current when an `ActiveScope` was entered.
-    Frame(u64),
+pub(crate) struct Enclosing(u64);
+
+impl Enclosing {
+    pub(crate) const CURRENT: Enclosing = Enclosing(0);
+    pub(crate) const ROOT: Enclosing = Enclosing(u64::MAX);
+
+    pub(crate) fn frame(id: u64) -> Self {
+        Enclosing(id)
+    }
+
+    /// The frame it names, if it names one.
+    pub(crate) fn frame_id(self) -> Option<u64> {
+        (self != Enclosing::CURRENT && self != Enclosing::ROOT).then_some(self.0)
+    }
 }
+
+/// Marks the id of a remote frame (frame ids count up from 1 per thread, so
+/// the top bit is free).
+const REMOTE: u64 = 1 << 63;
 
 /// A scope's WHAT, HOW and WHEN, where they differ from the built-ins.
 #[derive(Default)]
@@ -129,20 +143,25 @@ impl Frame {
             config,
             intents,
             shared: None,
-            remote: false,
-            enclosing: Enclosing::Current,
+            enclosing: Enclosing::CURRENT,
         }
     }
 
     pub(crate) fn remote(id: u64, shared: Arc<Shared>) -> Self {
         Frame {
-            id,
+            id: id | REMOTE,
             config: None,
             intents: Vec::new(),
             shared: Some(shared),
-            remote: true,
-            enclosing: Enclosing::Current,
+            enclosing: Enclosing::CURRENT,
         }
+    }
+
+    /// Whether this frame stands for a scope owned elsewhere, entered through
+    /// a handle.
+    #[inline]
+    pub(crate) fn is_remote(&self) -> bool {
+        self.id & REMOTE != 0
     }
 
     #[inline]
@@ -153,7 +172,7 @@ impl Frame {
     /// Whether a policy sees enqueues made while this frame is on the stack.
     #[inline]
     fn judges(&self) -> bool {
-        self.remote || self.policy().is_some()
+        self.is_remote() || self.policy().is_some()
     }
 
     pub(crate) fn kind(&self) -> Option<&Arc<dyn ScopeKind>> {
@@ -162,8 +181,9 @@ impl Frame {
 
     /// Takes the frame's intents, closing it to handles.
     pub(crate) fn into_intents(self) -> Vec<Intent> {
+        let remote = self.is_remote();
         let mut intents = self.intents;
-        if let (false, Some(shared)) = (self.remote, self.shared) {
+        if let (false, Some(shared)) = (remote, self.shared) {
             intents.extend(shared.close());
         }
         intents
@@ -247,10 +267,13 @@ impl Context {
 
     /// Keeps an emptied buffer for the next scope.
     #[inline]
-    pub(crate) fn recycle(&self, mut buffer: Vec<Intent>) {
-        if buffer.capacity() == 0 || buffer.capacity() > POOLED_CAPACITY {
-            return;
+    pub(crate) fn recycle(&self, buffer: Vec<Intent>) {
+        if buffer.capacity() != 0 && buffer.capacity() <= POOLED_CAPACITY {
+            self.keep(buffer);
         }
+    }
+
+    fn keep(&self, mut buffer: Vec<Intent>) {
         buffer.clear();
         let mut pool = self.pool.borrow_mut();
         if pool.len() < POOL_SIZE {
@@ -332,11 +355,16 @@ impl Context {
             check_on_enqueue(&intent, &frames)?;
         }
         let top = frames.last_mut().expect("checked above");
-        match (&top.shared, top.remote) {
+        match (&top.shared, top.is_remote()) {
             (Some(shared), true) => shared.push_one(intent).map_err(|intent| {
                 StateError::for_task(StateErrorKind::Ended, intent.name()).into()
             }),
             _ => {
+                if top.intents.capacity() == 0 {
+                    // A scope takes a buffer at its first intent, so that
+                    // scopes that buffer nothing never touch the pool.
+                    top.intents = self.take_buffer();
+                }
                 top.intents.push(intent);
                 Ok(())
             }
@@ -348,7 +376,7 @@ impl Context {
     pub(crate) fn scope_policies(frames: &[Frame]) -> Vec<Arc<dyn Policy>> {
         let mut policies = Vec::new();
         for frame in frames.iter().rev() {
-            match (&frame.shared, frame.remote) {
+            match (&frame.shared, frame.is_remote()) {
                 (Some(shared), true) => {
                     policies.extend(shared.policies.iter().cloned());
                     break;
@@ -416,7 +444,7 @@ fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
         if let Some(policy) = frame.policy() {
             reject(&**policy)?;
         }
-        if let (Some(shared), true) = (&frame.shared, frame.remote) {
+        if let (Some(shared), true) = (&frame.shared, frame.is_remote()) {
             shared.policies.iter().try_for_each(|p| reject(&**p))?;
             break;
         }

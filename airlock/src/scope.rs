@@ -120,7 +120,7 @@ impl Scope {
         if self.is_plain() && cx.defaults_are_builtin() {
             // Nothing to drop: every setting is `Default`.
             std::mem::forget(self);
-            return Frame::local(cx.next_id(), None, cx.take_buffer());
+            return Frame::local(cx.next_id(), None, Vec::new());
         }
         let config = cx.with_defaults(|d| match self {
             Scope {
@@ -138,7 +138,7 @@ impl Scope {
                 kind.resolve(&d.kind),
             ),
         });
-        Frame::local(cx.next_id(), config, cx.take_buffer())
+        Frame::local(cx.next_id(), config, Vec::new())
     }
 
     /// Runs `f` in this scope: its intents are flushed if `f` succeeds and
@@ -208,8 +208,8 @@ impl Scope {
                 .ok()
                 .and_then(|f| f.last().map(|t| t.id))
             {
-                Some(id) => Enclosing::Frame(id),
-                None => Enclosing::Root,
+                Some(id) => Enclosing::frame(id),
+                None => Enclosing::ROOT,
             };
             let id = frame.id;
             cx.push(frame)
@@ -600,9 +600,9 @@ impl ActiveScope {
 /// Whether the scope an `ActiveScope` was entered in is current again, so its
 /// intents can be handed to it.
 fn encloser_is_current(enclosing: Enclosing) -> bool {
-    match enclosing {
-        Enclosing::Current | Enclosing::Root => true,
-        Enclosing::Frame(id) => CONTEXT.with(|cx| {
+    match enclosing.frame_id() {
+        None => true,
+        Some(id) => CONTEXT.with(|cx| {
             cx.frames
                 .try_borrow()
                 .is_ok_and(|frames| frames.last().is_some_and(|top| top.id == id))
@@ -732,7 +732,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     let mut frames = cx.frames.borrow_mut();
     if let Some(parent) = frames.last_mut()
         && parent.kind().is_none()
-        && !parent.remote
+        && !parent.is_remote()
     {
         // Nested in a plain scope: captured whole (rule 8), and this scope
         // has no policy of its own for them to carry.
@@ -838,7 +838,7 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
     let mut intents = frame.into_intents();
     let before = intents.len();
     if before > 0
-        && enclosing != Enclosing::Root
+        && enclosing != Enclosing::ROOT
         && let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k))
     {
         return Prepared::Failed(ended_handle(lost));
@@ -943,7 +943,7 @@ fn hand_to_ancestors(
                 ancestor_kind.before_descendant_flushes(&exiting, intents)
             }
         };
-        if release == Release::None && !ancestor.remote {
+        if release == Release::None && !ancestor.is_remote() {
             // The common case, kept allocation-free: move everything up and
             // leave the exiting scope's buffer empty, for reuse.
             let captured = intents
@@ -976,7 +976,7 @@ fn hand_to_ancestors(
         let captured = captured
             .into_iter()
             .map(|intent| mark_captured(intent, policy));
-        match (&ancestor.shared, ancestor.remote) {
+        match (&ancestor.shared, ancestor.is_remote()) {
             (Some(shared), true) => {
                 // The handle's scope decides for its own ancestors when it ends.
                 return shared.push_all(captured.collect());
