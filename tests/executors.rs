@@ -616,6 +616,32 @@ async fn inline_runs_async_tasks_in_an_async_scope() {
     assert_eq!(log.runs(), ["a", "b", "c"]);
 }
 
+/// An intent handed back by a failed flush and enqueued again is judged where
+/// it lands: it forgets the scopes it was captured from on the way out.
+#[test]
+fn a_retried_intent_is_judged_afresh() {
+    let log = Log::new();
+    let error = airlock::scope(|| -> airlock::Result<()> {
+        Scope::new()
+            .policy(BlockTasks::of::<airlock_tests::Other>())
+            .run(|| -> airlock::Result<()> {
+                airlock::enqueue(log.fail("x"))?;
+                airlock::enqueue(log.record("b"))
+            })
+    })
+    .unwrap_err();
+    let handed_back = error.into_undispatched();
+    assert!(handed_back[0].is_captured());
+    assert_eq!(
+        handed_back[0].policies().count(),
+        1,
+        "carries the inner policy"
+    );
+    let (_, again) = airlock::capture(|| handed_back.into_iter().try_for_each(airlock::enqueue));
+    assert!(!again[0].is_captured());
+    assert_eq!(again[0].policies().count(), 0);
+}
+
 /// Fail fast holds after the inline executor switched to async mode: a
 /// failing async task stops the rest, which are handed back.
 #[test]

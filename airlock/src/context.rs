@@ -349,6 +349,7 @@ impl Context {
         if frames.is_empty() {
             return Err(Error::NoScope { task });
         }
+        intent.reset_route();
         intent.local = self.local_chain();
         if intent.local.is_some() || self.judging.get() > 0 {
             let _hook = HookGuard::enter(self);

@@ -159,6 +159,17 @@ impl Intent {
                 .is_some_and(|e| !e.scope_policies.is_empty())
     }
 
+    /// Forgets where the intent has been (the scopes it was captured from),
+    /// so that one handed back by a failed flush and enqueued again is judged
+    /// afresh where it lands.
+    #[inline]
+    pub(crate) fn reset_route(&mut self) {
+        self.captured = false;
+        if let Some(extra) = &mut self.extra {
+            extra.scope_policies.clear();
+        }
+    }
+
     pub(crate) fn push_scope_policy(&mut self, policy: Arc<dyn Policy>) {
         self.extra_mut().scope_policies.push(policy);
     }
