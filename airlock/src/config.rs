@@ -32,6 +32,7 @@ pub struct Defaults {
     pub(crate) policy: Option<Arc<dyn Policy>>,
     pub(crate) executor: Option<Arc<dyn Executor>>,
     pub(crate) kind: Option<Arc<dyn ScopeKind>>,
+    pub(crate) undelivered: Option<crate::undelivered::Hook>,
     /// The three above, as the scopes that use them all share them.
     pub(crate) config: Option<Arc<Config>>,
 }
@@ -58,6 +59,32 @@ impl Defaults {
     pub fn kind<K: ScopeKind>(mut self, kind: K) -> Self {
         self.kind = Some(Arc::new(kind));
         self.resolved()
+    }
+
+    /// Sets the undelivered hook: it receives the intents that no caller can
+    /// take back (a dispatch cancelled half way, a task that panicked
+    /// mid-batch, a deferred batch dropped unused, a task that failed after a
+    /// background executor took it). The default logs each at `ERROR` with
+    /// its task name and JSON payload. See [`Undelivered`](crate::Undelivered).
+    ///
+    /// The hook may run on any thread, from a destructor, during a panic: it
+    /// should be quick and must not block on the scope that lost the intents.
+    /// A panic in it is caught and logged.
+    pub fn on_undelivered<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Undelivered) + Send + Sync + 'static,
+    {
+        self.undelivered = Some(Arc::new(hook));
+        self
+    }
+
+    /// Whether the undelivered hook is the default one (log at `ERROR`).
+    pub fn undelivered_is_logged(&self) -> bool {
+        self.undelivered.is_none()
+    }
+
+    pub(crate) fn undelivered_hook(&self) -> Option<crate::undelivered::Hook> {
+        self.undelivered.clone()
     }
 
     fn resolved(mut self) -> Self {
@@ -105,6 +132,14 @@ impl fmt::Debug for Defaults {
                     "custom"
                 },
             )
+            .field(
+                "undelivered",
+                &if self.undelivered.is_none() {
+                    "log"
+                } else {
+                    "custom"
+                },
+            )
             .finish()
     }
 }
@@ -116,14 +151,23 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the process-wide defaults. Call it once at start-up.
 pub fn configure(defaults: Defaults) {
-    *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = Some(defaults);
-    GENERATION.fetch_add(1, Ordering::Release);
+    replace_global(Some(defaults));
 }
 
 /// Restores the built-in defaults.
 pub fn reset_defaults() {
-    *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = None;
+    replace_global(None);
+}
+
+fn replace_global(defaults: Option<Defaults>) {
+    let previous = std::mem::replace(
+        &mut *GLOBAL.write().unwrap_or_else(PoisonError::into_inner),
+        defaults,
+    );
     GENERATION.fetch_add(1, Ordering::Release);
+    // Dropped after the lock is released: a policy's `Drop` may read the
+    // defaults.
+    drop(previous);
 }
 
 /// The defaults in force here: a [`with_defaults`] override if one is active,
@@ -155,6 +199,18 @@ pub fn with_defaults_async<F: std::future::Future>(
 #[inline]
 pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
+}
+
+/// The global defaults, or `None` if the lock is held by this thread (a
+/// `Drop` run while `configure` replaces them).
+pub(crate) fn try_global() -> Option<Defaults> {
+    match GLOBAL.try_read() {
+        Ok(global) => Some(global.clone().unwrap_or_default()),
+        Err(std::sync::TryLockError::Poisoned(global)) => {
+            Some(global.into_inner().clone().unwrap_or_default())
+        }
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 pub(crate) fn global() -> Defaults {

@@ -457,6 +457,28 @@ pub(crate) fn with_defaults_ref<R>(f: impl FnOnce(&Defaults) -> R) -> R {
     CONTEXT.with(|cx| cx.with_defaults(f))
 }
 
+/// [`with_defaults_ref`] that never panics: during thread teardown, or while
+/// this thread's defaults are being changed, it reads the global ones.
+pub(crate) fn try_with_defaults_ref<R>(f: impl FnOnce(&Defaults) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let local = CONTEXT.try_with(|cx| {
+        let overridden = cx.defaults_override.try_borrow().ok()?;
+        if let Some(defaults) = &*overridden {
+            return Some((f.take()?)(defaults));
+        }
+        drop(overridden);
+        let cache = cx.defaults_cache.try_borrow().ok()?;
+        match &*cache {
+            Some((seen, defaults)) if *seen == config::generation() => Some((f.take()?)(defaults)),
+            _ => None,
+        }
+    });
+    match local {
+        Ok(Some(result)) => Some(result),
+        _ => f.map(|f| config::try_global().map(|d| f(&d)))?,
+    }
+}
+
 /// Sets the thread's defaults override and restores the previous one on drop.
 pub(crate) struct DefaultsOverride {
     previous: Option<Defaults>,

@@ -88,6 +88,7 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+mod undelivered;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -113,6 +114,7 @@ pub use crate::scope::{
     ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
     with_policy_async,
 };
+pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
 
 #[cfg(feature = "macros")]
