@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{self, Defaults};
-use crate::error::{Error, Result, StateError, StateErrorKind};
+use crate::error::{Error, Result, StateError};
 use crate::executor::Executor;
 use crate::intent::Intent;
 use crate::kind::ScopeKind;
@@ -232,18 +232,26 @@ thread_local! {
 
 /// Marks the thread as inside a user hook for as long as it lives, so that a
 /// hook calling back into airlock gets an error instead of a `RefCell` panic.
-pub(crate) struct HookGuard<'a>(&'a Cell<bool>);
+/// Guards nest (a hook that flushes a parked scope runs that scope's hooks):
+/// each restores what it found.
+pub(crate) struct HookGuard<'a> {
+    flag: &'a Cell<bool>,
+    previous: bool,
+}
 
 impl<'a> HookGuard<'a> {
     pub(crate) fn enter(cx: &'a Context) -> Self {
-        cx.in_hook.set(true);
-        HookGuard(&cx.in_hook)
+        let previous = cx.in_hook.replace(true);
+        HookGuard {
+            flag: &cx.in_hook,
+            previous,
+        }
     }
 }
 
 impl Drop for HookGuard<'_> {
     fn drop(&mut self) {
-        self.0.set(false);
+        self.flag.set(self.previous);
     }
 }
 
@@ -343,23 +351,58 @@ impl Context {
     pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
         let task = intent.name();
         if self.in_hook() {
-            return Err(Error::EnqueueInHook { task });
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
         }
-        let mut frames = self.frames.borrow_mut();
+        // Busy only if airlock is re-entered from code it runs while it holds
+        // the stack (a payload's `Drop`): refuse rather than panic.
+        let Ok(frames) = self.frames.try_borrow() else {
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
+        };
         if frames.is_empty() {
-            return Err(Error::NoScope { task });
+            return Err(Error::NoScope {
+                task,
+                intent: Box::new(intent),
+            });
         }
         intent.reset_route();
         intent.local = self.local_chain();
         if intent.local.is_some() || self.judging.get() > 0 {
+            // The stack is only read while the hooks run, so a hook may still
+            // look at it (`airlock::buffered()`).
             let _hook = HookGuard::enter(self);
-            check_on_enqueue(&intent, &frames)?;
+            if let Err((policy, violation)) = check_on_enqueue(&intent, &frames) {
+                return Err(Error::PolicyViolation {
+                    task,
+                    policy,
+                    violation,
+                    intent: Box::new(intent),
+                });
+            }
         }
+        drop(frames);
+        let Ok(mut frames) = self.frames.try_borrow_mut() else {
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
+        };
         let top = frames.last_mut().expect("checked above");
         match (&top.shared, top.is_remote()) {
-            (Some(shared), true) => shared.push_one(intent).map_err(|intent| {
-                StateError::for_task(StateErrorKind::Ended, intent.name()).into()
-            }),
+            (Some(shared), true) => {
+                let shared = shared.clone();
+                // Refused intents leave the stack's borrow first: their
+                // payload's `Drop` may call back into airlock.
+                drop(frames);
+                shared
+                    .push_one(intent)
+                    .map_err(|intent| StateError::ended(intent).into())
+            }
             _ => {
                 if top.intents.capacity() == 0 {
                     // A scope takes a buffer at its first intent, so that
@@ -426,27 +469,21 @@ impl Context {
 }
 
 /// Runs `on_enqueue` of the local regions, then of every enclosing scope,
-/// innermost first (rule 9).
+/// innermost first (rule 9); the first rejection names its policy.
 #[inline]
-fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
-    let reject = |policy: &dyn Policy| {
-        policy
-            .rejected_by(intent)
-            .map_err(|(policy, violation)| Error::PolicyViolation {
-                task: intent.name(),
-                policy,
-                violation,
-            })
-    };
+fn check_on_enqueue(
+    intent: &Intent,
+    frames: &[Frame],
+) -> std::result::Result<(), (&'static str, crate::policy::Violation)> {
     if let Some(local) = &intent.local {
-        local.iter().try_for_each(reject)?;
+        local.iter().try_for_each(|p| p.rejected_by(intent))?;
     }
     for frame in frames.iter().rev() {
         if let Some(policy) = frame.policy() {
-            reject(&**policy)?;
+            policy.rejected_by(intent)?;
         }
         if let (Some(shared), true) = (&frame.shared, frame.is_remote()) {
-            shared.policies.iter().try_for_each(|p| reject(&**p))?;
+            shared.policies.iter().try_for_each(|p| p.rejected_by(intent))?;
             break;
         }
     }

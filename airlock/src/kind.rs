@@ -4,7 +4,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::error::{DispatchError, Result};
-use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
+use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
+use crate::undelivered::Undelivered;
 use crate::intent::Intent;
 use crate::report::{Fate, FlushReport};
 
@@ -76,7 +77,7 @@ impl<'a> Descendant<'a> {
 ///
 /// let result: Result<(), airlock::Error> = Scope::new().kind(AlwaysFlush).run(|| {
 ///     // airlock::enqueue(PageOnCall { ... })?;
-///     Err(airlock::Error::NoScope { task: "example" })
+///     Err(airlock::Error::TaskFailed { task: "example", source: "the body failed".into() })
 /// });
 /// assert!(result.is_err());
 /// ```
@@ -140,8 +141,8 @@ impl ScopeKind for Independent {
 ///
 /// A [`ScopeKind::schedule`] that defers dispatch keeps the batch and later
 /// calls [`dispatch`](Batch::dispatch) (or [`discard`](Batch::discard), for a
-/// rolled-back transaction). A batch dropped without either logs a warning
-/// naming what was lost.
+/// rolled-back transaction). A batch dropped without either hands its
+/// intents to the [undelivered hook](crate::Undelivered).
 #[must_use = "a batch dispatches nothing until `dispatch` is called"]
 pub struct Batch {
     intents: Vec<Intent>,
@@ -180,6 +181,9 @@ impl Batch {
 
     /// Dispatches the batch now, awaiting an asynchronous executor.
     ///
+    /// Cancelled part way (the future dropped), the intents the executor had
+    /// not dispatched go to the [undelivered hook](crate::Undelivered).
+    ///
     /// # Errors
     ///
     /// As [`dispatch`](Batch::dispatch).
@@ -211,15 +215,10 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if !self.intents.is_empty() {
-            let lost: Vec<String> = self.intents.iter().map(ToString::to_string).collect();
-            tracing::warn!(
-                target: "airlock",
-                count = lost.len(),
-                intents = ?lost,
-                "a deferred batch was dropped without dispatch() or discard(): its intents are lost"
-            );
-        }
+        crate::undelivered(Undelivered::new(
+            std::mem::take(&mut self.intents),
+            "a deferred batch was dropped without dispatch() or discard()",
+        ));
     }
 }
 
@@ -235,6 +234,7 @@ pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -
     if intents.is_empty() {
         return Dispatch::Done(Ok(()));
     }
+    let intents = Intents::new(intents);
     match executor {
         Some(executor) => executor.dispatch(intents),
         None => InlineExecutor.dispatch(intents),

@@ -3,6 +3,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard};
@@ -772,8 +773,12 @@ fn dispatch_inline(
     mut report: FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
+        // Kept until the task succeeds, so a failure can hand it back.
+        let kept = intents[index].clone();
         let payload = intents[index].take_payload();
-        if let Err(error) = payload.run().wait() {
+        let result = catch_unwind(AssertUnwindSafe(|| payload.run().wait()))
+            .unwrap_or_else(|panic| Err(crate::executor::panicked(kept.name(), &*panic)));
+        if let Err(error) = result {
             if !report.detailed {
                 // Name the intents that did escape; their payloads are gone,
                 // their names are not.
@@ -783,13 +788,7 @@ fn dispatch_inline(
                 });
                 report.entries.extend(escaped);
             }
-            let failure = DispatchFailure {
-                dispatched: index,
-                failed_task: intents[index].name(),
-                failed: None,
-                error,
-                not_attempted: intents.split_off(index + 1),
-            };
+            let failure = DispatchFailure::new(index, kept, error, intents.split_off(index + 1));
             return kind::settle(report, Err(failure));
         }
     }
