@@ -101,7 +101,7 @@ pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind}
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;
 pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
-pub use crate::future::{PolicyFuture, ScopeFuture, WithDefaults};
+pub use crate::future::{CaptureFuture, PolicyFuture, ScopeFuture, WithDefaults};
 pub use crate::handle::{HandleFuture, ScopeHandle, handle};
 pub use crate::intent::Intent;
 pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
@@ -111,8 +111,8 @@ pub use crate::policy::{
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
-    ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
-    with_policy_async,
+    ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
+    scope_async, with_policy, with_policy_async,
 };
 pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
