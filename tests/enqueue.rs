@@ -76,7 +76,7 @@ fn enqueue_without_scope_is_no_scope_error_naming_the_task() {
     let log = Log::new();
     let error = airlock::enqueue(log.record("a")).unwrap_err();
     assert!(
-        matches!(error, Error::NoScope { task: "record" }),
+        matches!(error, Error::NoScope { task: "record", .. }),
         "{error:?}"
     );
     assert_eq!(error.task(), Some("record"));
@@ -112,7 +112,7 @@ fn enqueue_after_scope_ended_is_no_scope() {
     let log = Log::new();
     airlock::scope(|| airlock::enqueue(log.record("inside"))).unwrap();
     let error = airlock::enqueue(log.record("after")).unwrap_err();
-    assert!(matches!(error, Error::NoScope { task: "record" }));
+    assert!(matches!(error, Error::NoScope { task: "record", .. }));
     assert_eq!(log.runs(), ["inside"]);
 }
 
@@ -125,7 +125,10 @@ fn enqueue_on_a_fresh_thread_is_no_scope() {
         let on_thread = std::thread::spawn(move || airlock::enqueue(task))
             .join()
             .unwrap();
-        assert!(matches!(on_thread, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(
+            on_thread,
+            Err(Error::NoScope { task: "record", .. })
+        ));
         Ok(())
     });
     result.unwrap();
@@ -442,7 +445,7 @@ fn enqueue_an_intent_runs_the_task_at_flush() {
 fn enqueue_an_intent_without_scope_is_no_scope() {
     let error =
         airlock::enqueue(Intent::new(Mail { to: "x".into() }).with_origin("o")).unwrap_err();
-    assert!(matches!(error, Error::NoScope { task: "mail" }));
+    assert!(matches!(error, Error::NoScope { task: "mail", .. }));
 }
 
 // ---------------------------------------------------------------------------
@@ -478,7 +481,11 @@ fn policy_violation_message_names_policy_task_and_reason() {
 /// Error messages: enqueue from a hook says why and what to do instead.
 #[test]
 fn enqueue_in_hook_message_says_what_to_do() {
-    let message = Error::EnqueueInHook { task: "noop" }.to_string();
+    let message = Error::EnqueueInHook {
+        task: "noop",
+        intent: Box::new(airlock::Intent::new(airlock_tests::Noop {})),
+    }
+    .to_string();
     assert!(message.contains("cannot enqueue `noop`"), "{message}");
     assert!(message.contains("policy or scope hook"), "{message}");
     assert!(message.contains("Enqueue it from the code"), "{message}");

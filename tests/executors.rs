@@ -244,7 +244,7 @@ struct RefuseAt {
 }
 
 impl Executor for RefuseAt {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         let mut index = 0;
         Dispatch::each(intents, |intent| {
             let this = index;
@@ -337,7 +337,7 @@ struct BatchRecorder {
 }
 
 impl Executor for BatchRecorder {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut seen = self.seen.lock().unwrap();
         for intent in &intents {
@@ -487,7 +487,7 @@ struct AsyncRunner {
 }
 
 impl Executor for AsyncRunner {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Dispatch::Pending(Box::pin(async move {
             let mut dispatched = 0;
@@ -853,7 +853,10 @@ fn a_failed_body_never_reaches_schedule() {
         .kind(kind.clone())
         .run(|| -> airlock::Result<()> {
             airlock::enqueue(log.record("a"))?;
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         });
     assert!(result.is_err());
     assert!(kind.pending.lock().unwrap().is_none());

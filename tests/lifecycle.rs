@@ -159,7 +159,10 @@ fn scope_new_run_flushes_on_ok_and_discards_on_err() {
         .unwrap();
     let _ = Scope::new().run(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("err"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert_eq!(log.runs(), ["ok"]);
 }
@@ -506,7 +509,10 @@ fn capture_of_a_failing_body_still_returns_intents() {
     let log = Log::new();
     let (result, intents) = airlock::capture(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("a"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert!(result.is_err());
     assert_eq!(intents.len(), 1);

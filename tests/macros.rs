@@ -171,7 +171,10 @@ async fn async_task_in_async_scope() {
 fn checkout(log: &Log, fail: bool) -> airlock::Result<u32> {
     airlock::enqueue(log.record("checkout"))?;
     if fail {
-        return Err(Error::NoScope { task: "simulated" });
+        return Err(Error::TaskFailed {
+            task: "simulated",
+            source: "simulated failure".into(),
+        });
     }
     Ok(7)
 }

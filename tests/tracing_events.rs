@@ -197,7 +197,10 @@ fn discard_emits_counts() {
             for label in ["a", "b", "c"] {
                 airlock::enqueue(log.record(label))?;
             }
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         })
     });
     assert!(result.is_err());
