@@ -529,7 +529,9 @@ fn dispatch_error_message_names_the_task_and_the_way_back() {
     let source = std::error::Error::source(&error).expect("the task's error is the source");
     assert!(source.to_string().contains("boom"), "{source}");
     assert_eq!(
-        format!("{:#}", anyhow::Error::from(error)).matches("boom").count(),
+        format!("{:#}", anyhow::Error::from(error))
+            .matches("boom")
+            .count(),
         1,
         "a message appears once in the chain"
     );
