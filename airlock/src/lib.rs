@@ -74,6 +74,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
+mod buffer;
 mod call_display;
 mod config;
 mod context;
