@@ -990,7 +990,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
 fn dispatch_inline(
     cx: &Context,
     mut intents: Vec<Intent>,
-    mut report: FlushReport,
+    report: FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
         // Kept until the task succeeds, so a failure can hand it back.
@@ -999,15 +999,6 @@ fn dispatch_inline(
         let result = catch_unwind(AssertUnwindSafe(|| payload.run().wait()))
             .unwrap_or_else(|panic| Err(crate::executor::panicked(kept.name(), &*panic)));
         if let Err(error) = result {
-            if !report.detailed {
-                // Name the intents that did escape; their payloads are gone,
-                // their names are not.
-                let escaped = intents[..index].iter().map(|intent| ReportEntry {
-                    task: intent.name(),
-                    fate: Fate::Dispatched,
-                });
-                report.entries.extend(escaped);
-            }
             let failure = DispatchFailure::new(index, kept, error, intents.split_off(index + 1));
             return kind::settle(report, Err(failure));
         }
