@@ -532,7 +532,11 @@ impl Context {
             _ => {
                 let defaults = config::global();
                 let result = f(&defaults);
-                *cache = Some((generation, defaults));
+                let stale = cache.replace((generation, defaults));
+                // Dropped after the borrow ends: a policy's `Drop` may read
+                // the defaults.
+                drop(cache);
+                drop(stale);
                 result
             }
         }
@@ -565,7 +569,12 @@ fn check_on_enqueue(
 }
 
 pub(crate) fn with_defaults_ref<R>(f: impl FnOnce(&Defaults) -> R) -> R {
-    CONTEXT.with(|cx| cx.with_defaults(f))
+    let mut f = Some(f);
+    match CONTEXT.try_with(|cx| cx.with_defaults(f.take().expect("called once"))) {
+        Ok(result) => result,
+        // Thread teardown: this thread's override and cache are gone.
+        Err(_) => (f.expect("not called: the context was gone"))(&config::global()),
+    }
 }
 
 /// [`with_defaults_ref`] that never panics: during thread teardown, or while
@@ -596,6 +605,28 @@ pub(crate) struct DefaultsOverride {
 }
 
 impl DefaultsOverride {
+    /// [`DefaultsOverride::set`] that does nothing once the thread's state is
+    /// torn down: for use in `Drop`.
+    pub(crate) fn try_set(defaults: Option<Defaults>) -> Option<Self> {
+        let previous = CONTEXT
+            .try_with(|cx| {
+                cx.builtin_at.set(u64::MAX);
+                cx.defaults_override
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut o| o.take())
+            })
+            .ok()
+            .flatten()?;
+        let guard = DefaultsOverride { previous };
+        let _ = CONTEXT.try_with(|cx| {
+            if let Ok(mut current) = cx.defaults_override.try_borrow_mut() {
+                *current = defaults;
+            }
+        });
+        Some(guard)
+    }
+
     pub(crate) fn set(defaults: Option<Defaults>) -> Self {
         let previous = CONTEXT.with(|cx| {
             cx.builtin_at.set(u64::MAX);

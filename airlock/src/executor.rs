@@ -269,8 +269,11 @@ impl Executor for InlineExecutor {
                     )));
                 }
                 Run::Pending(future) => {
+                    // Guarded from here: dropped before its first poll, the
+                    // dispatch still reports the task it was about to run.
+                    let current = InFlight(Some(kept));
                     return Dispatch::Pending(Box::pin(run_rest_async(
-                        dispatched, kept, future, intents,
+                        dispatched, current, future, intents,
                     )));
                 }
             }
@@ -322,11 +325,10 @@ impl Future for CatchPanic {
 /// to the undelivered hook with `rest`, and so does the one it was running.
 async fn run_rest_async(
     mut dispatched: usize,
-    kept: Intent,
+    mut current: InFlight,
     first: BoxFuture<Result<(), BoxError>>,
     mut rest: Intents,
 ) -> Result<(), DispatchFailure> {
-    let mut current = InFlight(Some(kept));
     let mut running = first;
     loop {
         let result = running.await;
