@@ -164,11 +164,11 @@ impl Paths {
 pub(crate) fn flatten(intents: Vec<Intent>, captured: Option<Box<Captured>>) -> Vec<Intent> {
     match captured {
         None => intents,
-        Some(captured) => flatten_chunks(intents, captured),
+        Some(captured) => flatten_chunks(intents, *captured),
     }
 }
 
-fn flatten_chunks(intents: Vec<Intent>, mut captured: Box<Captured>) -> Vec<Intent> {
+fn flatten_chunks(intents: Vec<Intent>, mut captured: Captured) -> Vec<Intent> {
     let mut out = Vec::with_capacity(intents.len() + captured.total);
     let mut paths = Paths::default();
     struct Level {
