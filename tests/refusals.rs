@@ -213,7 +213,7 @@ thread_local! {
 fn a_handle_used_from_a_thread_local_destructor_reaches_its_scope() {
     run_in_child(
         "child_handle_from_thread_local_destructor",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
     );
 }
 
@@ -407,7 +407,7 @@ impl Drop for ReadsDefaultsOnDrop {
 fn replacing_the_defaults_does_not_deadlock_on_a_policy_drop() {
     run_in_child(
         "child_replacing_the_defaults_drops_outside_the_lock",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
     );
 }
 
@@ -441,7 +441,7 @@ fn child_replacing_the_defaults_drops_outside_the_lock() {
 #[ignore = "bug: Context::with_defaults drops the stale cached defaults while its \
             RefCell is borrowed; the policy's Drop then panics with `RefCell already borrowed`"]
 fn replacing_cached_defaults_does_not_panic_on_a_policy_drop() {
-    run_in_child("child_replacing_cached_defaults", Duration::from_secs(60));
+    run_in_child("child_replacing_cached_defaults", Duration::from_secs(30));
 }
 
 #[test]
@@ -482,7 +482,7 @@ fn child_replacing_cached_defaults() {
 fn a_thread_exit_dropping_cached_defaults_does_not_abort() {
     run_in_child(
         "child_thread_exit_drops_cached_defaults",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
     );
 }
 
