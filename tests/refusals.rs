@@ -179,8 +179,8 @@ fn a_policy_violation_hands_the_intent_back() {
 // ---------------------------------------------------------------------------
 
 /// Enqueues through a handle when the thread-local holding it is destroyed,
-/// and records whether airlock's own thread state was already gone then and
-/// what the enqueue returned.
+/// and records whether airlock's own thread state was already destroyed then
+/// (its [`Marker`] reported it) and what the enqueue returned.
 struct LateEnqueue {
     handle: ScopeHandle,
     intent: Record,
@@ -189,14 +189,36 @@ struct LateEnqueue {
 
 impl Drop for LateEnqueue {
     fn drop(&mut self) {
-        // `buffered()` reads airlock's thread state, which panics once it is
-        // destroyed: that tells which path the handle takes.
-        let gone = catch_unwind(airlock::buffered).is_err();
+        let gone = seen(&self.report).contains(&MARKER_DROPPED.to_owned());
         let result = self.handle.enqueue(self.intent.clone());
         self.report
             .lock()
             .unwrap()
             .push(format!("state gone: {gone}, result: {result:?}"));
+    }
+}
+
+const MARKER_DROPPED: &str = "airlock's thread state was destroyed";
+
+/// A payload left in a scope that is never ended on its thread, so it is
+/// dropped with airlock's thread state, and says so. Name: `marker`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Marker {
+    #[serde(skip)]
+    report: Calls,
+}
+
+impl Task for Marker {
+    const NAME: &'static str = "marker";
+
+    fn run(self) -> Run {
+        Run::ok()
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        self.report.lock().unwrap().push(MARKER_DROPPED.to_owned());
     }
 }
 
@@ -232,19 +254,26 @@ fn child_handle_from_thread_local_destructor() {
             intent: log.record("late"),
             report: report.clone(),
         };
+        let marker_report = report.clone();
         std::thread::spawn(move || {
             // Thread-local destructors run in the reverse order of first
             // use: `LATE` first, airlock's state second, so `LATE` is
-            // destroyed after airlock's state.
+            // destroyed after airlock's state. The leaked scope's `Marker`
+            // is dropped with airlock's state, and shows that it was.
             LATE.with(|_| ());
-            let _ = airlock::buffered();
+            let leaked = Scope::new().enter().unwrap();
+            airlock::enqueue(Marker {
+                report: marker_report,
+            })
+            .unwrap();
+            std::mem::forget(leaked);
             LATE.with(|slot| *slot.borrow_mut() = Some(late));
         })
         .join()
         .expect("the thread exits cleanly");
         assert_eq!(
             seen(&report),
-            ["state gone: true, result: Ok(())"],
+            [MARKER_DROPPED, "state gone: true, result: Ok(())"],
             "the destructor ran after airlock's state was destroyed, and the enqueue succeeded"
         );
         Ok(())
