@@ -385,7 +385,7 @@ async fn a_flush_error_is_folded_into_the_result() {
     .await;
     let error = out.unwrap_err();
     assert!(matches!(error, Error::Dispatch(_)), "{error:?}");
-    assert_eq!(labels(&error.into_undispatched()), ["x", "b"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "b"]);
     assert_eq!(log.runs(), ["a", "x"]);
 
     // Into another error type through `From<airlock::Error>`.

@@ -791,10 +791,21 @@ fn panics_in_hooks_and_tasks_leave_the_thread_clean() {
             })
         },
     ];
-    for run in runs {
+    let [on_enqueue, allows, task] = runs;
+    for run in [on_enqueue, allows] {
         assert!(catch_unwind(AssertUnwindSafe(run)).is_err());
         assert_usable();
     }
+    // A task's panic is its failure: the flush stops there and says so.
+    let error = catch_unwind(AssertUnwindSafe(task))
+        .expect("a task's panic does not unwind through the flush")
+        .unwrap_err();
+    assert!(
+        std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("task exploded")),
+        "{error:?}"
+    );
+    assert_usable();
     assert!(log.runs().is_empty());
 }
 

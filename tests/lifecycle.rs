@@ -185,9 +185,10 @@ fn flush_error_is_folded_into_the_result() {
     assert_eq!(dispatch.report().dispatched_count(), 1);
     assert_eq!(log.runs(), ["first", "x"], "fail fast: `after` not run");
     let undispatched = error.into_undispatched();
-    assert_eq!(undispatched.len(), 1);
+    assert_eq!(undispatched.len(), 2, "the failed intent, then the rest");
+    assert_eq!(undispatched[0].name(), "fail");
     assert_eq!(
-        undispatched[0]
+        undispatched[1]
             .payload::<Record>()
             .map(|r| r.label.as_str()),
         Some("after")

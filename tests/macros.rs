@@ -143,7 +143,8 @@ fn a_task_error_is_a_dispatch_error() {
     };
     assert_eq!(error.failed_task(), "send_confirmation_email");
     assert!(
-        error
+        std::error::Error::source(&*error)
+            .expect("the task's error is the source")
             .to_string()
             .contains("mail server down for err@down.test")
     );
