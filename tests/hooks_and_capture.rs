@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use airlock::{
-    ActiveScope, BlockTasks, DispatchError, Error, Exit, Independent, Intent, Policy, Scope,
-    ScopeKind, Violation,
+    ActiveScope, BlockTasks, DispatchError, Error, Independent, Intent, Policy, Scope, ScopeKind,
+    Violation,
 };
 use airlock_tests::{Calls, Fail, Log, Record, YieldOnce, labels, poll_times, seen};
 
@@ -239,12 +239,10 @@ async fn a_cancelled_async_scope_discards_what_its_teardown_enqueues() {
 
 /// Flushes `fail x` then `c` in the given way, returning the dispatch error.
 fn fail_in(how: &str, log: &Log) -> Box<DispatchError> {
+    /// A kind with every default: the batch goes through
+    /// `InlineExecutor::dispatch` rather than the plain scope's loop.
     struct Kind;
-    impl ScopeKind for Kind {
-        fn should_flush(&self, exit: Exit) -> bool {
-            exit == Exit::Success
-        }
-    }
+    impl ScopeKind for Kind {}
     let body = || -> airlock::Result<()> {
         airlock::enqueue(log.fail("x"))?;
         airlock::enqueue(log.record("c"))

@@ -307,7 +307,8 @@ fn a_panicking_inline_task_becomes_a_dispatch_error() {
 }
 
 /// Issue 6, item 5: an asynchronous task that panics while the inline
-/// executor awaits it (an async scope) becomes the dispatch error too.
+/// executor awaits it (an async scope) becomes the dispatch error too, and
+/// the error's report counts the tasks awaited before it.
 #[test]
 fn a_panicking_async_inline_task_becomes_a_dispatch_error() {
     let log = Log::new();
@@ -316,11 +317,12 @@ fn a_panicking_async_inline_task_becomes_a_dispatch_error() {
         catch_unwind(AssertUnwindSafe(|| {
             poll_times(
                 airlock::scope_async(async {
-                    airlock::enqueue(log.record("a"))?;
+                    airlock::enqueue(log.record_async("a"))?;
+                    airlock::enqueue(log.record_async("b"))?;
                     airlock::enqueue(BoomAsync)?;
                     airlock::enqueue(log.record("c"))
                 }),
-                16,
+                32,
             )
         }))
     });
@@ -333,8 +335,9 @@ fn a_panicking_async_inline_task_becomes_a_dispatch_error() {
             .failed()
             .is_some_and(|failed| failed.is::<BoomAsync>())
     );
+    assert_eq!(error.report().dispatched_count(), 2);
     assert_eq!(labels(&error.into_undispatched()), ["<boom_async>", "c"]);
-    assert_eq!(log.runs(), ["a"]);
+    assert_eq!(log.runs(), ["a", "b"]);
     assert!(lost.calls().is_empty());
 }
 
@@ -755,4 +758,34 @@ async fn a_kind_can_flush_when_an_async_body_panics() {
     assert!(joined.is_panic());
     assert_eq!(seen(&asked), ["Panic"]);
     assert_eq!(log.runs(), ["alert"]);
+}
+
+/// What the hook receives: the intents in order, their count, the cause and
+/// the error, and the intents can be taken out to persist or retry.
+#[test]
+fn an_undelivered_value_hands_over_its_intents() {
+    let log = Log::new();
+    let lost = airlock::Undelivered::new(
+        vec![
+            airlock::Intent::new(log.record("a")),
+            airlock::Intent::new(log.record("b")),
+        ],
+        "the worker shut down",
+    )
+    .with_error("connection reset");
+    assert_eq!(lost.len(), 2);
+    assert!(!lost.is_empty());
+    assert_eq!(lost.cause(), "the worker shut down");
+    assert_eq!(
+        lost.error().map(ToString::to_string).as_deref(),
+        Some("connection reset")
+    );
+    let debug = format!("{lost:?}");
+    assert!(
+        debug.contains("the worker shut down") && debug.contains("connection reset"),
+        "{debug}"
+    );
+    assert_eq!(labels(lost.intents()), ["a", "b"]);
+    assert_eq!(labels(&lost.into_intents()), ["a", "b"]);
+    assert!(airlock::Undelivered::new(Vec::new(), "nothing").is_empty());
 }
