@@ -131,3 +131,23 @@ fn decoded_intents_can_be_enqueued() {
     let (_, intents) = airlock::capture(|| airlock::enqueue(intent));
     assert_eq!(intents[0].to_string(), "billing.charge(cents: 3)");
 }
+
+/// The payload error's message does not repeat serde's, which is its source:
+/// `anyhow`'s `{:#}` prints each once.
+#[test]
+fn payload_error_prints_serde_message_once() {
+    let error = registry::run_json("billing.charge", r#"{"cents": "lots"}"#).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert_eq!(chain.matches("invalid type").count(), 1, "{chain}");
+    assert!(
+        chain.starts_with("the payload for task `billing.charge` does not match"),
+        "{chain}"
+    );
+}
+
+/// An unknown name says how to link the crate that defines the tasks.
+#[test]
+fn unknown_name_says_how_to_link_the_tasks() {
+    let message = registry::lookup("nope").unwrap_err().to_string();
+    assert!(message.contains("`use my_tasks as _;`"), "{message}");
+}
