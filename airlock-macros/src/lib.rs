@@ -1,11 +1,13 @@
 //! The attributes of airlock: `#[airlock::task]` and `#[airlock::scoped]`.
 //!
 //! Use them through the `airlock-effects` crate (imported as `airlock`), which
-//! re-exports them with its `macros` feature (on by default):
+//! re-exports them with its `macros` feature (on by default). It is not on
+//! crates.io yet: depend on a clone of the repository by path, or on the
+//! repository by `git`:
 //!
 //! ```toml
 //! [dependencies]
-//! airlock = { package = "airlock-effects", version = "0.1" }
+//! airlock = { package = "airlock-effects", path = "../airlock/airlock" }
 //! ```
 //!
 //! The generated code names the runtime as `::airlock`, so the dependency must
