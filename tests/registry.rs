@@ -81,7 +81,9 @@ fn a_failing_task_is_task_failed() {
             ..
         }
     ));
-    assert!(error.to_string().contains("nothing to charge"), "{error}");
+    // The task's own message is the source, printed once in a chain.
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert_eq!(chain, "task `billing.charge` failed: nothing to charge");
 }
 
 /// An unknown name is an error that lists the known ones.

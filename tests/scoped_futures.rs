@@ -17,13 +17,13 @@ fn dry_run(log: Log) -> impl Future<Output = airlock::Result<()>> + Send + 'stat
 }
 
 #[airlock::scoped]
-fn checkout(log: Log, fail: bool) -> impl Future<Output = airlock::Result<usize>> {
+fn checkout(log: Log, fail: bool) -> impl Future<Output = anyhow::Result<usize>> {
     async move {
         airlock::enqueue(log.record("checkout"))?;
         tokio::task::yield_now().await;
         let buffered = airlock::buffered().len();
         if fail {
-            return Err(airlock::Error::NoScope { task: "simulated" });
+            anyhow::bail!("simulated");
         }
         Ok(buffered)
     }

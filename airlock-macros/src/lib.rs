@@ -278,7 +278,6 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # assert_eq!(order.id, 7);
 /// // and nothing when it returns `Err`:
 /// assert!(checkout(&Cart { email: "a@b.c".into(), items: 0 }).is_err());
-/// # let _ = CheckoutError::Airlock(airlock::Error::NoScope { task: "" });
 /// # Ok::<(), CheckoutError>(())
 /// ```
 ///

@@ -133,7 +133,7 @@ macro_rules! accept {
     };
 }
 
-impl<'a> ser::Serializer for &'a mut Checker {
+impl ser::Serializer for &mut Checker {
     type Ok = ();
     type Error = Found;
     type SerializeSeq = Self;
@@ -400,7 +400,8 @@ mod tests {
 
     #[test]
     fn each_place_is_named() {
-        let cases: [(&str, fn(&mut Payload)); 9] = [
+        type Case = (&'static str, fn(&mut Payload));
+        let cases: [Case; 9] = [
             ("field `ratio` is NaN", |p| p.ratio = f64::NAN),
             ("field `maybe` is infinite (inf)", |p| {
                 p.maybe = Some(f32::INFINITY)
