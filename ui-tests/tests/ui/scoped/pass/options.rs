@@ -37,11 +37,9 @@ fn inline() -> airlock::Result<()> {
 }
 
 #[airlock::scoped(scope = AlwaysFlush)]
-fn alerting() -> airlock::Result<()> {
+fn alerting() -> anyhow::Result<()> {
     airlock::enqueue(Send { n: 4 })?;
-    Err(airlock::Error::NoScope {
-        task: "pretend failure",
-    })
+    anyhow::bail!("pretend failure")
 }
 
 #[airlock::scoped(scope = airlock::Independent, executor = InlineExecutor, policy = airlock::AllowAll,)]
