@@ -134,6 +134,15 @@ impl Iterator for Intents {
 
 impl ExactSizeIterator for Intents {}
 
+impl<'a> IntoIterator for &'a Intents {
+    type Item = &'a Intent;
+    type IntoIter = std::slice::Iter<'a, Intent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 impl Drop for Intents {
     fn drop(&mut self) {
         if self.rest.len() == 0 {
@@ -260,8 +269,11 @@ impl Executor for InlineExecutor {
                     )));
                 }
                 Run::Pending(future) => {
+                    // Guarded from here: dropped before its first poll, the
+                    // dispatch still reports the task it was about to run.
+                    let current = InFlight(Some(kept));
                     return Dispatch::Pending(Box::pin(run_rest_async(
-                        dispatched, kept, future, intents,
+                        dispatched, current, future, intents,
                     )));
                 }
             }
@@ -313,11 +325,10 @@ impl Future for CatchPanic {
 /// to the undelivered hook with `rest`, and so does the one it was running.
 async fn run_rest_async(
     mut dispatched: usize,
-    kept: Intent,
+    mut current: InFlight,
     first: BoxFuture<Result<(), BoxError>>,
     mut rest: Intents,
 ) -> Result<(), DispatchFailure> {
-    let mut current = InFlight(Some(kept));
     let mut running = first;
     loop {
         let result = running.await;

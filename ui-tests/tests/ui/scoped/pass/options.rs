@@ -37,9 +37,12 @@ fn inline() -> airlock::Result<()> {
 }
 
 #[airlock::scoped(scope = AlwaysFlush)]
-fn alerting() -> anyhow::Result<()> {
+fn alerting() -> airlock::Result<()> {
     airlock::enqueue(Send { n: 4 })?;
-    anyhow::bail!("pretend failure")
+    Err(airlock::Error::TaskFailed {
+        task: "pretend failure",
+        source: "the body failed".into(),
+    })
 }
 
 #[airlock::scoped(scope = airlock::Independent, executor = InlineExecutor, policy = airlock::AllowAll,)]
