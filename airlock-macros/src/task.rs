@@ -85,8 +85,7 @@ mod model {
         pub(super) max_attempts: Option<Expr>,
         pub(super) priority: Option<Expr>,
         pub(super) delay: Option<Expr>,
-        /// The flag's span.
-        pub(super) allow_unknown_fields: Option<Span>,
+        pub(super) allow_unknown_fields: bool,
     }
 
     /// The options once checked.
@@ -240,7 +239,7 @@ mod parse {
                          fields that are not arguments, or leave it out to reject them",
                     ));
                 }
-                allow_unknown_fields.set(span, span)?;
+                allow_unknown_fields.set(span, ())?;
             } else {
                 return Ok(false);
             }
@@ -252,7 +251,7 @@ mod parse {
         out.max_attempts = max_attempts.into_inner();
         out.priority = priority.into_inner();
         out.delay = delay.into_inner();
-        out.allow_unknown_fields = allow_unknown_fields.into_inner();
+        out.allow_unknown_fields = allow_unknown_fields.into_inner().is_some();
         result
     }
 
@@ -309,7 +308,7 @@ mod validate {
                 priority,
                 delay_ms,
             },
-            allow_unknown_fields: options.allow_unknown_fields.is_some(),
+            allow_unknown_fields: options.allow_unknown_fields,
         })
     }
 
