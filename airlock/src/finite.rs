@@ -366,6 +366,12 @@ mod tests {
     }
 
     #[derive(Serialize)]
+    struct Ratio(f64);
+
+    #[derive(Serialize)]
+    struct Pair(f64, f64);
+
+    #[derive(Serialize)]
     struct Payload {
         label: String,
         ratio: f64,
@@ -374,6 +380,9 @@ mod tests {
         prices: BTreeMap<String, f64>,
         tuple: (u8, f64),
         shapes: Vec<Shape>,
+        ratio_newtype: Ratio,
+        pair: Pair,
+        last: f64,
     }
 
     fn finite() -> Payload {
@@ -389,6 +398,9 @@ mod tests {
                 Shape::Pair(1.0, 2.0),
                 Shape::Scale(3.0),
             ],
+            ratio_newtype: Ratio(0.5),
+            pair: Pair(1.0, 2.0),
+            last: 1.0,
         }
     }
 
@@ -401,7 +413,13 @@ mod tests {
     #[test]
     fn each_place_is_named() {
         type Case = (&'static str, fn(&mut Payload));
-        let cases: [Case; 9] = [
+        let cases: [Case; 12] = [
+            ("field `ratio_newtype` is NaN", |p| {
+                p.ratio_newtype = Ratio(f64::NAN)
+            }),
+            ("field `pair[1]` is NaN", |p| p.pair = Pair(0.0, f64::NAN)),
+            // After every kind of compound: each left the path as it found it.
+            ("field `last` is NaN", |p| p.last = f64::NAN),
             ("field `ratio` is NaN", |p| p.ratio = f64::NAN),
             ("field `maybe` is infinite (inf)", |p| {
                 p.maybe = Some(f32::INFINITY)
