@@ -46,6 +46,7 @@ fn validate_names_both_definitions() {
     assert!(both.contains("duplicate_names::mail::send_mail"), "{both}");
     assert!(both.contains("duplicate_names::sms::send_sms"), "{both}");
     assert!(error.to_string().contains("name = "), "says how to fix it");
+    assert_eq!(airlock::Error::from(error).task(), Some("notify"));
 }
 
 /// Lookups fail with the same error rather than picking one at random.

@@ -16,6 +16,7 @@ fn validate_rejects_an_empty_registry() {
         "{message}"
     );
     assert!(message.contains("`use my_tasks as _;`"), "{message}");
+    assert_eq!(airlock::Error::from(error).task(), None, "no task to name");
 }
 
 /// A lookup in an empty registry says the same, with the name asked for.
