@@ -103,6 +103,7 @@ mod config;
 mod context;
 mod error;
 pub mod executor;
+mod finite;
 mod future;
 mod handle;
 mod intent;
