@@ -88,6 +88,8 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+#[cfg(feature = "tokio")]
+mod tokio_executor;
 mod undelivered;
 
 #[doc(hidden)]
