@@ -190,10 +190,25 @@ impl Dispatch {
         Dispatch::Done(Ok(()))
     }
 
-    pub(crate) fn wait(self) -> Result<(), DispatchFailure> {
+    /// Waits for the dispatch on this thread. A pending one that cannot be
+    /// waited for here without hanging is dropped unpolled (the intents it
+    /// holds go to the undelivered hook) and the failure names `first_task`.
+    pub(crate) fn wait(self, first_task: &'static str) -> Result<(), DispatchFailure> {
         match self {
             Dispatch::Done(result) => result,
-            Dispatch::Pending(future) => crate::block_on::block_on(future),
+            Dispatch::Pending(future) => crate::block_on::block_on(future).unwrap_or_else(|hang| {
+                Err(DispatchFailure {
+                    dispatched: 0,
+                    failed_task: first_task,
+                    failed: None,
+                    error: format!(
+                        "the executor's asynchronous dispatch {hang}. The intents it held \
+                             went to the undelivered hook"
+                    )
+                    .into(),
+                    not_attempted: Vec::new(),
+                })
+            }),
         }
     }
 }
