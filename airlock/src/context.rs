@@ -26,7 +26,7 @@ pub(crate) struct Frame {
     pub(crate) intents: Vec<Intent>,
     /// Where handles reach this scope. For a remote frame (a scope owned by
     /// another thread or task, entered through a handle), the scope itself.
-    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) shared: Option<SharedRef>,
     pub(crate) enclosing: Enclosing,
 }
 
@@ -91,6 +91,43 @@ pub(crate) struct Shared {
     pub(crate) policies: Vec<Arc<dyn Policy>>,
 }
 
+/// A frame's link to a [`Shared`]. The owning frame's link closes the scope
+/// to its handles when it is dropped, however the scope ends (a panic in a
+/// hook, a leaked scope torn down with its thread): a handle never sends
+/// into a scope that can no longer flush.
+pub(crate) struct SharedRef {
+    shared: Arc<Shared>,
+    owner: bool,
+}
+
+impl SharedRef {
+    pub(crate) fn owner(shared: Arc<Shared>) -> Self {
+        SharedRef {
+            shared,
+            owner: true,
+        }
+    }
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for SharedRef {
+    fn drop(&mut self) {
+        if self.owner {
+            let discarded = self.shared.close().len();
+            if discarded > 0 {
+                tracing::debug!(target: "airlock", discarded, "scope discarded");
+            }
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn push_one(&self, intent: Intent) -> Result<(), Intent> {
         match self
@@ -125,6 +162,15 @@ impl Shared {
         }
     }
 
+    /// Clones of what handles have sent so far.
+    pub(crate) fn sent(&self) -> Vec<Intent> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
     /// Ends the scope for its handles and takes what they sent.
     pub(crate) fn close(&self) -> Vec<Intent> {
         self.inbox
@@ -152,7 +198,10 @@ impl Frame {
             id: id | REMOTE,
             config: None,
             intents: Vec::new(),
-            shared: Some(shared),
+            shared: Some(SharedRef {
+                shared,
+                owner: false,
+            }),
             enclosing: Enclosing::CURRENT,
         }
     }
@@ -183,7 +232,7 @@ impl Frame {
     pub(crate) fn into_intents(self) -> Vec<Intent> {
         let remote = self.is_remote();
         let mut intents = self.intents;
-        if let (false, Some(shared)) = (remote, self.shared) {
+        if let (false, Some(shared)) = (remote, &self.shared) {
             intents.extend(shared.close());
         }
         intents
@@ -395,7 +444,7 @@ impl Context {
         let top = frames.last_mut().expect("checked above");
         match (&top.shared, top.is_remote()) {
             (Some(shared), true) => {
-                let shared = shared.clone();
+                let shared = Arc::clone(shared);
                 // Refused intents leave the stack's borrow first: their
                 // payload's `Drop` may call back into airlock.
                 drop(frames);

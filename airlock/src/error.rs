@@ -166,6 +166,9 @@ pub enum StateErrorKind {
     AlreadyDiscarded,
     /// `flush` after an earlier flush of this scope failed.
     FlushFailed,
+    /// `flush` after an earlier `flush_async` of this scope was cancelled
+    /// while dispatching.
+    FlushCancelled,
     /// An enqueue through a handle whose scope has ended.
     Ended,
     /// A scope opened, or a handle taken, from inside a policy or scope hook.
@@ -227,6 +230,11 @@ impl fmt::Display for StateError {
             AlreadyFlushed => f.write_str("the scope was already flushed: a scope flushes once"),
             AlreadyDiscarded => f.write_str(
                 "the scope was discarded: its intents are gone and it cannot be flushed",
+            ),
+            FlushCancelled => f.write_str(
+                "an earlier `flush_async` of this scope was cancelled while its executor was \
+                 dispatching: the intents it had not dispatched went to the undelivered hook \
+                 (`Defaults::on_undelivered`); the scope cannot be flushed again",
             ),
             FlushFailed => f.write_str(
                 "an earlier flush of this scope failed: the undispatched intents were handed back \

@@ -325,20 +325,18 @@ impl Future for CatchPanic {
 
 /// The inline executor after its first asynchronous task: await each in turn.
 /// Dropped part way (the flush was cancelled), the intents it has not run go
-/// to the undelivered hook with `rest`.
+/// to the undelivered hook with `rest`, and so does the one it was running.
 async fn run_rest_async(
     mut dispatched: usize,
     kept: Intent,
     first: BoxFuture<Result<(), BoxError>>,
     mut rest: Intents,
 ) -> Result<(), DispatchFailure> {
-    let mut current = Some(kept);
+    let mut current = InFlight(Some(kept));
     let mut running = first;
     loop {
-        // Until it finishes, the running task is not undelivered: it may
-        // already have had its effect.
         let result = running.await;
-        let kept = current.take().expect("one task runs at a time");
+        let kept = current.0.take().expect("one task runs at a time");
         if let Err(error) = result {
             return Err(DispatchFailure::new(dispatched, kept, error, rest));
         }
@@ -346,8 +344,24 @@ async fn run_rest_async(
         let Some(intent) = rest.next() else {
             return Ok(());
         };
-        current = Some(intent.clone());
+        current.0 = Some(intent.clone());
         running = run_guarded(intent).finish_boxed();
+    }
+}
+
+/// The task an asynchronous dispatch is running, for the undelivered hook if
+/// the dispatch is dropped before the task finishes.
+struct InFlight(Option<Intent>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(intent) = self.0.take() {
+            undelivered(Undelivered::new(
+                vec![intent],
+                "the dispatch was cancelled while this task was running: it may have had \
+                 part of its effect",
+            ));
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{CONTEXT, Context, Frame, Shared};
+use crate::context::{CONTEXT, Context, Frame, Shared, SharedRef};
 use crate::error::{Error, Result, StateError, StateErrorKind};
 use crate::intent::Intent;
 
@@ -58,15 +58,12 @@ pub fn handle() -> Result<ScopeHandle> {
         let top = frames
             .last_mut()
             .ok_or(StateError::new(StateErrorKind::NoScope))?;
-        let shared = top
-            .shared
-            .get_or_insert_with(|| {
-                Arc::new(Shared {
-                    inbox: Mutex::new(Some(Vec::new())),
-                    policies,
-                })
-            })
-            .clone();
+        let shared = Arc::clone(top.shared.get_or_insert_with(|| {
+            SharedRef::owner(Arc::new(Shared {
+                inbox: Mutex::new(Some(Vec::new())),
+                policies,
+            }))
+        }));
         Ok(ScopeHandle { shared })
     });
     // During thread teardown no scope can be current.

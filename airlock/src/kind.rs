@@ -17,10 +17,12 @@ pub enum Exit {
     Success,
     /// `Err` (or whatever an [`Outcome`](crate::Outcome) counts as failure).
     Failure,
-    /// The body panicked. Always discards.
+    /// The body panicked. Discards unless the kind's
+    /// [`should_flush`](ScopeKind::should_flush) says otherwise; the panic
+    /// then goes on unwinding.
     Panic,
-    /// An async scope's future was dropped before it completed. Always
-    /// discards.
+    /// An async scope's future (or an `ActiveScope`) was dropped before it
+    /// completed. Discards unless the kind says otherwise.
     Cancelled,
 }
 
@@ -87,9 +89,17 @@ impl<'a> Descendant<'a> {
     note = "use `Independent` or a type that implements `airlock::ScopeKind` (and `Default`, for `#[airlock::scoped(scope = ...)]`)"
 )]
 pub trait ScopeKind: Any + Send + Sync {
-    /// Whether to flush, given how the body ended. Called for
-    /// [`Exit::Success`] and [`Exit::Failure`]; a panic or cancellation always
-    /// discards.
+    /// Whether to flush, given how the body ended. Asked on every way a scope
+    /// ends, [`Exit::Panic`] and [`Exit::Cancelled`] included, so an alerting
+    /// scope can report the crash; the default flushes on success only.
+    ///
+    /// When a scope flushes after its body failed, the body's own error is
+    /// what the caller gets; a flush failure then goes to the undelivered
+    /// hook. After a panic or cancellation there is no caller: the dispatch
+    /// is guarded (a task that fails or panics cannot abort the process) and
+    /// what it could not dispatch goes to the undelivered hook. A cancelled
+    /// async scope cannot await its executor, so intents of a pending
+    /// dispatch go there too.
     fn should_flush(&self, exit: Exit) -> bool {
         exit == Exit::Success
     }

@@ -105,7 +105,7 @@ pub use crate::executor::TokioExecutor;
 #[cfg(feature = "tokio")]
 pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
-pub use crate::future::{PolicyFuture, ScopeFuture, WithDefaults};
+pub use crate::future::{CaptureFuture, PolicyFuture, ScopeFuture, WithDefaults};
 pub use crate::handle::{HandleFuture, ScopeHandle, handle};
 pub use crate::intent::Intent;
 pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
@@ -115,8 +115,8 @@ pub use crate::policy::{
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
-    ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
-    with_policy_async,
+    ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
+    scope_async, with_policy, with_policy_async,
 };
 pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
