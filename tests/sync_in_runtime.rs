@@ -91,7 +91,10 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 /// The advice the refusal gives.
 fn assert_says_what_to_do(message: &str) {
-    assert!(message.contains("current-thread tokio runtime"), "{message}");
+    assert!(
+        message.contains("current-thread tokio runtime"),
+        "{message}"
+    );
     assert!(message.contains("scope_async"), "{message}");
     assert!(message.contains("TokioExecutor"), "{message}");
 }
@@ -122,7 +125,10 @@ fn a_sync_scope_in_a_current_thread_runtime_refuses_to_hang() {
     let error = dispatch_error(error);
     assert_eq!(error.failed_task(), "nap");
     assert_eq!(error.report().dispatched_count(), 1);
-    assert_eq!(error.failed().and_then(|i| i.payload()), Some(&nap(&log, "napped")));
+    assert_eq!(
+        error.failed().and_then(|i| i.payload()),
+        Some(&nap(&log, "napped"))
+    );
     assert_eq!(labels(error.not_attempted()), ["after"]);
 
     // Handed back, it runs where it can: in an async scope.
@@ -149,9 +155,8 @@ fn a_sync_scoped_fn_in_a_spawned_task_refuses_to_hang() {
     let log = Log::new();
     let inner = log.clone();
     let error = within(LIMIT, move || {
-        current_thread().block_on(async {
-            tokio::spawn(async move { checkout(&inner) }).await.unwrap()
-        })
+        current_thread()
+            .block_on(async { tokio::spawn(async move { checkout(&inner) }).await.unwrap() })
     })
     .unwrap_err();
     assert_says_what_to_do(&chain(&error));

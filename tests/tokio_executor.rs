@@ -178,7 +178,10 @@ fn a_shut_down_runtime_fails_the_flush_and_hands_back_everything() {
     assert!(back[1].is::<airlock_tests::RecordAsync>());
     assert_eq!(labels(&back[2..]), ["c"]);
     assert!(log.runs().is_empty(), "nothing ran");
-    assert!(seen.lock().unwrap().is_empty(), "handed back, not to the hook");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "handed back, not to the hook"
+    );
     assert_eq!(executor.in_flight(), 0);
 }
 
@@ -212,7 +215,9 @@ fn tasks_cancelled_before_they_start_reach_the_hook() {
     let seen = seen.lock().unwrap();
     let reported: Vec<Intent> = seen.iter().flat_map(|(_, _, i)| i.clone()).collect();
     assert!(
-        reported.iter().any(|i| i.is::<airlock_tests::RecordAsync>()),
+        reported
+            .iter()
+            .any(|i| i.is::<airlock_tests::RecordAsync>()),
         "the cancelled task reached the hook: {seen:?}"
     );
     for (cause, _, _) in seen.iter() {
@@ -312,7 +317,10 @@ async fn task_failures_reach_the_hook_captured_at_dispatch() {
     seen.sort_by_key(|(_, _, intents)| intents[0].name());
     assert_eq!(seen.len(), 2, "{seen:?}");
     let (cause, error, intents) = &seen[0];
-    assert!(cause.contains("failed after TokioExecutor spawned it"), "{cause}");
+    assert!(
+        cause.contains("failed after TokioExecutor spawned it"),
+        "{cause}"
+    );
     assert_eq!(error.as_deref(), Some("failed: sync-failure"));
     assert_eq!(
         intents[0].payload::<airlock_tests::Fail>(),
@@ -320,9 +328,14 @@ async fn task_failures_reach_the_hook_captured_at_dispatch() {
         "the failed intent itself, to retry"
     );
     let (_, error, intents) = &seen[1];
-    assert!(error.as_deref().unwrap().contains("async boom"), "{error:?}");
+    assert!(
+        error.as_deref().unwrap().contains("async boom"),
+        "{error:?}"
+    );
     assert_eq!(
-        intents[0].payload::<PanicAsync>().map(|p| p.message.as_str()),
+        intents[0]
+            .payload::<PanicAsync>()
+            .map(|p| p.message.as_str()),
         Some("async boom")
     );
     let mut runs = log.runs();
