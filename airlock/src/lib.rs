@@ -70,7 +70,11 @@
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks and
+//!   drains them at shutdown. With it, a synchronous scope that must wait for
+//!   an async task inside a tokio runtime uses `block_in_place` on a
+//!   multi-thread runtime, and fails the flush (handing the task back) on a
+//!   current-thread one, where waiting would hang (see [`Run::wait`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
