@@ -55,29 +55,40 @@ impl fmt::Display for WouldHang {
 
 impl std::error::Error for WouldHang {}
 
-/// Whether [`block_on`] may wait on this thread.
-pub(crate) fn check() -> Result<(), WouldHang> {
+/// How a wait on this thread must go.
+enum Wait {
+    /// Park the thread until the future wakes it: no tokio runtime here.
+    Park,
+    /// Hand the thread over to a multi-thread runtime's other workers first.
+    #[cfg(feature = "tokio")]
+    InPlace,
+}
+
+fn how_to_wait() -> Result<Wait, WouldHang> {
     #[cfg(feature = "tokio")]
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         return match handle.runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => Ok(()),
+            tokio::runtime::RuntimeFlavor::MultiThread => Ok(Wait::InPlace),
             // Current-thread, and flavors this version does not know.
             _ => Err(WouldHang),
         };
     }
-    Ok(())
+    Ok(Wait::Park)
+}
+
+/// Whether [`block_on`] would refuse to wait on this thread.
+pub(crate) fn check() -> Result<(), WouldHang> {
+    how_to_wait().map(drop)
 }
 
 /// Drives `future` to completion on this thread, or refuses, without polling
 /// it, where that would hang (see the module's docs).
 pub(crate) fn block_on<F: Future>(future: F) -> Result<F::Output, WouldHang> {
-    check()?;
-    #[cfg(feature = "tokio")]
-    if tokio::runtime::Handle::try_current().is_ok() {
-        // A multi-thread runtime: let it move its work off this thread.
-        return Ok(tokio::task::block_in_place(|| park_on(future)));
-    }
-    Ok(park_on(future))
+    Ok(match how_to_wait()? {
+        Wait::Park => park_on(future),
+        #[cfg(feature = "tokio")]
+        Wait::InPlace => tokio::task::block_in_place(|| park_on(future)),
+    })
 }
 
 /// Polls `future` on this thread, parking between wake-ups.
