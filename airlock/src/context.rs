@@ -532,7 +532,10 @@ fn check_on_enqueue(
             policy.rejected_by(intent)?;
         }
         if let (Some(shared), true) = (&frame.shared, frame.is_remote()) {
-            shared.policies.iter().try_for_each(|p| p.rejected_by(intent))?;
+            shared
+                .policies
+                .iter()
+                .try_for_each(|p| p.rejected_by(intent))?;
             break;
         }
     }

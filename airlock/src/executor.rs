@@ -134,6 +134,15 @@ impl Iterator for Intents {
 
 impl ExactSizeIterator for Intents {}
 
+impl<'a> IntoIterator for &'a Intents {
+    type Item = &'a Intent;
+    type IntoIter = std::slice::Iter<'a, Intent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 impl Drop for Intents {
     fn drop(&mut self) {
         if self.rest.len() == 0 {

@@ -163,7 +163,9 @@ where
                     let poll = {
                         let _lend = Lend::new(&mut slot.0);
                         let future = this.future.as_mut().as_pin_mut();
-                        future.expect("airlock: ScopeFuture polled after drop").poll(cx)
+                        future
+                            .expect("airlock: ScopeFuture polled after drop")
+                            .poll(cx)
                     };
                     let Poll::Ready(out) = poll else {
                         return Poll::Pending;
@@ -290,13 +292,19 @@ impl<F: Future> Future for CaptureFuture<F> {
         let poll = {
             let _lend = Lend::new(&mut this.slot.0);
             let future = this.future.as_mut().as_pin_mut();
-            future.expect("airlock: CaptureFuture polled after completion").poll(cx)
+            future
+                .expect("airlock: CaptureFuture polled after completion")
+                .poll(cx)
         };
         let Poll::Ready(out) = poll else {
             return Poll::Pending;
         };
         this.future.set(None);
-        let frame = this.slot.0.take().expect("airlock: capture frame lost in poll");
+        let frame = this
+            .slot
+            .0
+            .take()
+            .expect("airlock: capture frame lost in poll");
         Poll::Ready((out, frame.into_intents()))
     }
 }

@@ -122,8 +122,8 @@ pub use crate::scope::{
     ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
     scope_async, with_policy, with_policy_async,
 };
-pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
 pub use airlock_macros::{scoped, task};

@@ -210,7 +210,11 @@ impl Scope {
     pub(crate) fn enter_at(self, enclosing: Enclosing) -> Result<ActiveScope> {
         CONTEXT.with(|cx| {
             let mut frame = self.into_frame(cx);
-            let current = cx.frames.try_borrow().ok().and_then(|f| f.last().map(|t| t.id));
+            let current = cx
+                .frames
+                .try_borrow()
+                .ok()
+                .and_then(|f| f.last().map(|t| t.id));
             frame.enclosing = match (enclosing, current) {
                 (Enclosing::CURRENT, Some(id)) => Enclosing::frame(id),
                 _ => Enclosing::ROOT,
@@ -283,7 +287,10 @@ pub(crate) fn fold_flush_error<R: Outcome>(out: R, exit: Exit, error: Error) -> 
     if exit == Exit::Success {
         return out.absorb_flush_error(error);
     }
-    error_to_hook(error, "a scope flushed after its body failed, and the flush failed");
+    error_to_hook(
+        error,
+        "a scope flushed after its body failed, and the flush failed",
+    );
     out
 }
 
@@ -321,7 +328,9 @@ pub(crate) fn end_unattended(frame: Frame, exit: Exit) -> usize {
     }));
     match ended {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => error_to_hook(error, "a scope that ended without a caller failed to flush"),
+        Ok(Err(error)) => {
+            error_to_hook(error, "a scope that ended without a caller failed to flush")
+        }
         Err(_) => tracing::error!(
             target: "airlock",
             ?exit,
@@ -469,7 +478,12 @@ struct Collect(Arc<std::sync::Mutex<Vec<Intent>>>);
 
 impl Collect {
     fn take(&self) -> Vec<Intent> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
