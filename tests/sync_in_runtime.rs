@@ -9,7 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlock::{Batch, DispatchError, Error, Run, Scope, ScopeKind, Task};
+use airlock::{
+    Batch, Defaults, Dispatch, DispatchError, DispatchFailure, Error, Executor, Intents, Run,
+    Scope, ScopeKind, Task, Undelivered,
+};
 use airlock_tests::{Log, Record, labels};
 use serde::{Deserialize, Serialize};
 
@@ -261,4 +264,60 @@ fn a_sync_scope_on_a_multi_thread_runtime_runs_the_task() {
     })
     .unwrap();
     assert_eq!(log.runs(), ["in a worker", "after"]);
+}
+
+/// Dispatches later: a pending dispatch that runs each task in turn.
+struct Later;
+
+impl Executor for Later {
+    fn dispatch(&self, mut intents: Intents) -> Dispatch {
+        Dispatch::Pending(Box::pin(async move {
+            let mut dispatched = 0;
+            while let Some(intent) = intents.next() {
+                if let Err(error) = intent.clone().run().finish().await {
+                    return Err(DispatchFailure::new(dispatched, intent, error, intents));
+                }
+                dispatched += 1;
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// A custom executor's pending dispatch, waited for by a synchronous scope in
+/// a current-thread runtime: refused before it starts, naming the first task;
+/// the intents it held go to the undelivered hook, and nothing runs.
+#[test]
+fn a_pending_custom_dispatch_in_a_current_thread_runtime_refuses_to_hang() {
+    let log = Log::new();
+    let inner = log.clone();
+    let (error, lost) = within(LIMIT, move || {
+        let lost = Arc::new(Mutex::new(Vec::new()));
+        let sink = lost.clone();
+        let defaults = Defaults::new().on_undelivered(move |u: Undelivered| {
+            sink.lock().unwrap().extend(u.into_intents());
+        });
+        let error = airlock::with_defaults(defaults, || {
+            current_thread().block_on(async {
+                Scope::new().executor(Later).run(|| -> airlock::Result<()> {
+                    airlock::enqueue(inner.record("a"))?;
+                    airlock::enqueue(nap(&inner, "napped"))
+                })
+            })
+        });
+        let lost = std::mem::take(&mut *lost.lock().unwrap());
+        (error, lost)
+    });
+    let error = dispatch_error(error.unwrap_err());
+    let message = chain(&*error);
+    assert!(
+        message.contains("`record`"),
+        "names the first task: {message}"
+    );
+    assert!(message.contains("undelivered hook"), "{message}");
+    assert_says_what_to_do(&message);
+    assert_eq!(error.report().dispatched_count(), 0);
+    assert!(error.into_undispatched().is_empty());
+    assert_eq!(labels(&lost), ["a", "<nap>"]);
+    assert!(log.runs().is_empty());
 }

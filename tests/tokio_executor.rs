@@ -2,7 +2,8 @@
 //! cancellations reach the undelivered hook, and `shutdown` drains what is in
 //! flight (issue 6, items 4 and 7).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use airlock::{
@@ -49,22 +50,81 @@ impl Task for Forever {
     }
 }
 
-/// Panics with its message, asynchronously. Name: `panic_async`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct PanicAsync {
-    message: String,
+/// Gates, by name, that gated tasks wait for: a test opens its gate once
+/// `shutdown` is waiting, so the tasks end while it does.
+fn open_gates() -> &'static Mutex<HashSet<String>> {
+    static GATES: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    GATES.get_or_init(Default::default)
 }
 
-impl Task for PanicAsync {
-    const NAME: &'static str = "panic_async";
+fn is_open(gate: &str) -> bool {
+    open_gates().lock().unwrap().contains(gate)
+}
+
+/// What a gated task does once its gate opens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Then {
+    Record(Record),
+    Fail(Record),
+    Panic(String),
+}
+
+impl Then {
+    fn run(self) -> Result<(), BoxError> {
+        match self {
+            Then::Record(record) => record.run().wait(),
+            Then::Fail(record) => {
+                let label = record.label.clone();
+                record.run().wait()?;
+                Err(format!("failed: {label}").into())
+            }
+            Then::Panic(message) => panic!("{message}"),
+        }
+    }
+}
+
+/// Waits (blocking) for its gate, then does `then`. Name: `gated_sync`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct GatedSync {
+    gate: String,
+    then: Then,
+}
+
+impl Task for GatedSync {
+    const NAME: &'static str = "gated_sync";
+
+    fn run(self) -> Run {
+        for _ in 0..20_000 {
+            if is_open(&self.gate) {
+                return Run::Done(self.then.run());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the gate never opened");
+    }
+}
+
+/// Waits (asynchronously) for its gate, then does `then`. Name:
+/// `gated_async`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct GatedAsync {
+    gate: String,
+    then: Then,
+}
+
+impl Task for GatedAsync {
+    const NAME: &'static str = "gated_async";
     const IS_ASYNC: bool = true;
 
     fn run(self) -> Run {
         Run::pending(async move {
-            tokio::task::yield_now().await;
-            panic!("{}", self.message);
-            #[allow(unreachable_code)]
-            ()
+            for _ in 0..20_000 {
+                if is_open(&self.gate) {
+                    return self.then.run();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("the gate never opened");
         })
     }
 }
@@ -272,27 +332,41 @@ fn a_task_cancelled_part_way_reaches_the_hook() {
 
 /// A task that fails or panics under `TokioExecutor` hands its intent (a
 /// copy taken before it ran) to the undelivered hook in force where the
-/// flush ran, with the error, though it fails on another thread; `shutdown`
-/// names it too.
+/// flush ran, with the error, though it fails on another thread; the report
+/// of a `shutdown` that waited for it names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_failures_reach_the_hook_captured_at_dispatch() {
     let log = Log::new();
+    let gate = format!("{log:?}");
     let (defaults, seen) = recording_hook();
     let executor = TokioExecutor::current();
+    let failing = GatedSync {
+        gate: gate.clone(),
+        then: Then::Fail(log.record("sync-failure")),
+    };
+    let panicking = GatedAsync {
+        gate: gate.clone(),
+        then: Then::Panic("async boom".into()),
+    };
     airlock::with_defaults(defaults, || {
         Scope::new()
             .executor(executor.clone())
             .run(|| -> airlock::Result<()> {
-                airlock::enqueue(log.fail("sync-failure"))?;
-                airlock::enqueue(PanicAsync {
-                    message: "async boom".into(),
-                })?;
-                airlock::enqueue(log.record("fine"))
+                airlock::enqueue(failing.clone())?;
+                airlock::enqueue(panicking.clone())?;
+                airlock::enqueue(GatedAsync {
+                    gate: gate.clone(),
+                    then: Then::Record(log.record("fine")),
+                })
             })
     })
     .unwrap();
+    assert_eq!(executor.in_flight(), 3);
 
-    let report = executor.shutdown(Duration::from_secs(10)).await;
+    // Open the gate once `shutdown` is waiting (`biased`: polled first).
+    let (report, ()) = tokio::join!(biased; executor.shutdown(Duration::from_secs(20)), async {
+        open_gates().lock().unwrap().insert(gate.clone());
+    });
     assert!(report.unfinished().is_empty(), "{report:?}");
     assert_eq!(report.completed(), 1);
     let mut failed: Vec<_> = report
@@ -304,11 +378,11 @@ async fn task_failures_reach_the_hook_captured_at_dispatch() {
     assert_eq!(
         failed,
         [
-            ("fail", "failed: sync-failure".to_owned()),
             (
-                "panic_async",
-                "task `panic_async` panicked: async boom".to_owned()
+                "gated_async",
+                "task `gated_async` panicked: async boom".to_owned()
             ),
+            ("gated_sync", "failed: sync-failure".to_owned()),
         ]
     );
     assert!(!report.is_clean());
@@ -316,28 +390,23 @@ async fn task_failures_reach_the_hook_captured_at_dispatch() {
     let mut seen = seen.lock().unwrap().clone();
     seen.sort_by_key(|(_, _, intents)| intents[0].name());
     assert_eq!(seen.len(), 2, "{seen:?}");
-    let (cause, error, intents) = &seen[0];
+    let (cause, error, intents) = &seen[1];
     assert!(
         cause.contains("failed after TokioExecutor spawned it"),
         "{cause}"
     );
     assert_eq!(error.as_deref(), Some("failed: sync-failure"));
     assert_eq!(
-        intents[0].payload::<airlock_tests::Fail>(),
-        Some(&log.fail("sync-failure")),
+        intents[0].payload::<GatedSync>(),
+        Some(&failing),
         "the failed intent itself, to retry"
     );
-    let (_, error, intents) = &seen[1];
+    let (_, error, intents) = &seen[0];
     assert!(
         error.as_deref().unwrap().contains("async boom"),
         "{error:?}"
     );
-    assert_eq!(
-        intents[0]
-            .payload::<PanicAsync>()
-            .map(|p| p.message.as_str()),
-        Some("async boom")
-    );
+    assert_eq!(intents[0].payload::<GatedAsync>(), Some(&panicking));
     let mut runs = log.runs();
     runs.sort();
     assert_eq!(runs, ["fine", "sync-failure"]);
