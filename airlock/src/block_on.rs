@@ -43,8 +43,8 @@ pub(crate) struct WouldHang;
 impl fmt::Display for WouldHang {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
-            "it was not started: synchronous code cannot wait for an asynchronous task on a \
-             thread of a current-thread tokio runtime (the default of `#[tokio::test]`), whose \
+            "not started: synchronous code cannot wait for asynchronous work on a thread of \
+             a current-thread tokio runtime (the default of `#[tokio::test]`), whose \
              timers and I/O only run when this thread is free, so the wait would hang. Flush \
              from an async scope (`airlock::scope_async`, `Scope::run_async`, an async \
              `#[scoped]` fn; `registry::run_json_async` for a worker), dispatch with \

@@ -211,7 +211,7 @@ impl Dispatch {
                     failed_task: first_task,
                     failed: None,
                     error: format!(
-                        "the executor's asynchronous dispatch {hang}. The intents it held \
+                        "the executor's asynchronous dispatch was {hang}. The intents it held \
                              went to the undelivered hook"
                     )
                     .into(),

@@ -288,9 +288,13 @@ impl TokioExecutor {
             .get_or_insert_with(DrainReport::default);
         self.shared.tracker.close();
         let _ = tokio::time::timeout(timeout, self.shared.tracker.wait()).await;
-        let mut state = self.shared.state();
-        let mut report = state.draining.take().unwrap_or_default();
-        for (_, entry) in std::mem::take(&mut state.in_flight) {
+        let (mut report, unfinished) = {
+            let mut state = self.shared.state();
+            let report = state.draining.take().unwrap_or_default();
+            (report, std::mem::take(&mut state.in_flight))
+        };
+        // Outside the lock: a cancelled task settles its entry (gone now).
+        for (_, entry) in unfinished {
             if let Some(abort) = entry.abort {
                 abort.abort();
             }
