@@ -110,8 +110,10 @@ impl Run {
     /// a multi-thread tokio runtime the wait uses `block_in_place`, so the
     /// runtime keeps running; inside a current-thread runtime (the default of
     /// `#[tokio::test]`), where waiting would hang, a pending future is
-    /// dropped unpolled and the run fails with an error that says so.
-    /// Without the feature, that wait blocks forever.
+    /// dropped unpolled and the run fails with an error that says so (also on
+    /// that runtime's `spawn_blocking` threads, which tokio offers no way to
+    /// tell apart from the thread that drives it). Without the feature, that
+    /// wait blocks forever.
     ///
     /// # Errors
     ///
