@@ -265,8 +265,8 @@ pub(crate) fn start_blocking(
         return Ok(());
     };
     if executor.is_none()
-        && let Some(first_async) = intents.iter().position(Intent::is_async)
         && let Err(hang) = crate::block_on::check()
+        && let Some(first_async) = intents.iter().position(Intent::is_async)
     {
         let mut refused = intents.split_off(first_async).into_iter();
         return match start(intents, None).wait(first_task) {
