@@ -245,6 +245,84 @@ fn a_shut_down_runtime_fails_the_flush_and_hands_back_everything() {
     assert_eq!(executor.in_flight(), 0);
 }
 
+/// Runtimes that [`ShutsDownWhenCloned`] drops, by key.
+fn runtimes() -> &'static Mutex<std::collections::HashMap<String, tokio::runtime::Runtime>> {
+    static RUNTIMES: OnceLock<Mutex<std::collections::HashMap<String, tokio::runtime::Runtime>>> =
+        OnceLock::new();
+    RUNTIMES.get_or_init(Default::default)
+}
+
+/// Drops the runtime stored under `key` when it is cloned, which
+/// `TokioExecutor` does just before it spawns it: the runtime shuts down in
+/// the middle of a batch. Name: `shuts_down_when_cloned`.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ShutsDownWhenCloned {
+    key: String,
+}
+
+impl Clone for ShutsDownWhenCloned {
+    fn clone(&self) -> Self {
+        let runtime = runtimes().lock().unwrap().remove(&self.key);
+        drop(runtime);
+        ShutsDownWhenCloned {
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl Task for ShutsDownWhenCloned {
+    const NAME: &'static str = "shuts_down_when_cloned";
+
+    fn run(self) -> Run {
+        Run::ok()
+    }
+}
+
+/// A runtime that shuts down part way through a batch: what was spawned
+/// before stays spawned (and counted), the intent whose spawn tokio
+/// cancelled is handed back with the rest.
+#[test]
+fn a_runtime_shut_down_mid_batch_hands_back_the_rest() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let executor = TokioExecutor::new(runtime.handle().clone());
+    let log = Log::new();
+    let key = format!("{log:?}");
+    runtimes().lock().unwrap().insert(key.clone(), runtime);
+    let (defaults, seen) = recording_hook();
+
+    let error = airlock::with_defaults(defaults, || {
+        Scope::new()
+            .executor(executor.clone())
+            .run(|| -> airlock::Result<()> {
+                airlock::enqueue(log.record("a"))?;
+                airlock::enqueue(log.record_async("b"))?;
+                airlock::enqueue(ShutsDownWhenCloned { key: key.clone() })?;
+                airlock::enqueue(log.record("c"))
+            })
+    })
+    .unwrap_err();
+    assert!(
+        runtimes().lock().unwrap().is_empty(),
+        "the runtime was dropped"
+    );
+    let error = dispatch_error(error);
+    assert_eq!(error.failed_task(), "shuts_down_when_cloned");
+    assert_eq!(error.report().dispatched_count(), 2, "a and b were spawned");
+    assert!(chain(&*error).contains("runtime is shut down"));
+    let back = error.into_undispatched();
+    assert_eq!(labels(&back), ["<shuts_down_when_cloned>", "c"]);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .flat_map(|(_, _, intents)| intents)
+            .any(|intent| intent.is::<airlock_tests::RecordAsync>()),
+        "b, spawned and then cancelled, went to the hook: {seen:?}"
+    );
+}
+
 /// Tasks spawned on a runtime that shuts down before they start are
 /// cancelled by tokio after the flush returned: their intents reach the
 /// undelivered hook in force where the flush ran, though the runtime is
@@ -461,6 +539,7 @@ async fn shutdown_hands_back_what_does_not_finish_in_time() {
     assert_eq!(report.completed(), 1);
     assert!(report.failed().is_empty());
     assert!(!report.is_clean());
+    assert_eq!(report.unfinished().len(), 1);
     let unfinished = report.into_unfinished();
     assert_eq!(unfinished.len(), 1);
     assert_eq!(
