@@ -529,9 +529,18 @@ fn dispatch_error_message_names_the_task_and_the_way_back() {
     let source = std::error::Error::source(&error).expect("the task's error is the source");
     assert!(source.to_string().contains("boom"), "{source}");
     assert_eq!(
-        format!("{:#}", anyhow::Error::from(error)).matches("boom").count(),
+        format!("{:#}", anyhow::Error::from(error))
+            .matches("boom")
+            .count(),
         1,
         "a message appears once in the chain"
     );
     assert_eq!(log.runs(), ["ok", "boom"]);
+}
+
+/// `Error::task` names the task of a registry error too.
+#[test]
+fn error_task_names_the_task_of_a_registry_error() {
+    let error = Error::from(airlock::registry::lookup("no.such.task").unwrap_err());
+    assert_eq!(error.task(), Some("no.such.task"));
 }

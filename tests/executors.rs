@@ -304,7 +304,11 @@ fn dispatch_each_hands_back_the_refused_intent_and_the_rest() {
     assert_eq!(labels(error.not_attempted()), ["d", "e"]);
     assert_eq!(error.report().dispatched_count(), 2);
     let chain = chain(&*error);
-    assert_eq!(chain.matches("broker refused intent #2").count(), 1, "{chain}");
+    assert_eq!(
+        chain.matches("broker refused intent #2").count(),
+        1,
+        "{chain}"
+    );
 }
 
 /// Refusing the first intent dispatches nothing and hands back everything.

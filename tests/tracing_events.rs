@@ -448,7 +448,12 @@ fn deferred_batches_account_for_lost_intents() {
     assert_eq!(lost.len(), 1, "{lost:#?}");
     assert_eq!(lost[0].field("task"), Some("record"));
     assert!(lost[0].field("payload").unwrap().contains("forgotten"));
-    assert!(lost[0].field("cause").unwrap().contains("dropped without dispatch()"));
+    assert!(
+        lost[0]
+            .field("cause")
+            .unwrap()
+            .contains("dropped without dispatch()")
+    );
     let discarded = events.one("deferred batch discarded");
     assert_eq!(discarded.field("discarded"), Some("2"));
     assert!(log.runs().is_empty());

@@ -164,13 +164,13 @@ struct Ticket {
 impl Ticket {
     async fn run_async(mut self, intent: Intent) {
         self.start();
-        let result = run_guarded(intent).finish().await;
+        let result = run_guarded(&intent).finish().await;
         self.settle(result);
     }
 
     fn run_blocking(mut self, intent: Intent) {
         self.start();
-        let result = run_guarded(intent).wait();
+        let result = run_guarded(&intent).wait();
         self.settle(result);
     }
 
