@@ -251,7 +251,8 @@ impl TokioExecutor {
         TokioExecutor::default()
     }
 
-    /// Spawns on the given runtime, wherever the flush runs.
+    /// Spawns on the given runtime, wherever the flush runs. Once that
+    /// runtime has shut down, a flush fails and hands its intents back.
     pub fn new(handle: Handle) -> Self {
         TokioExecutor {
             handle: Some(handle),
