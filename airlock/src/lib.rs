@@ -130,8 +130,6 @@ pub use crate::config::{
 pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;
-#[cfg(feature = "tokio")]
-pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
 pub use crate::future::{CaptureFuture, PolicyFuture, ScopeFuture, WithDefaults};
 pub use crate::handle::{HandleFuture, ScopeHandle, handle};
@@ -147,6 +145,8 @@ pub use crate::scope::{
     scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+#[cfg(feature = "tokio")]
+pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
