@@ -199,10 +199,25 @@ impl Dispatch {
         Dispatch::Done(Ok(()))
     }
 
-    pub(crate) fn wait(self) -> Result<(), DispatchFailure> {
+    /// Waits for the dispatch on this thread. A pending one that cannot be
+    /// waited for here without hanging is dropped unpolled (the intents it
+    /// holds go to the undelivered hook) and the failure names `first_task`.
+    pub(crate) fn wait(self, first_task: &'static str) -> Result<(), DispatchFailure> {
         match self {
             Dispatch::Done(result) => result,
-            Dispatch::Pending(future) => crate::block_on::block_on(future),
+            Dispatch::Pending(future) => crate::block_on::block_on(future).unwrap_or_else(|hang| {
+                Err(DispatchFailure {
+                    dispatched: 0,
+                    failed_task: first_task,
+                    failed: None,
+                    error: format!(
+                        "the executor's asynchronous dispatch was {hang}. The intents it held \
+                             went to the undelivered hook"
+                    )
+                    .into(),
+                    not_attempted: Vec::new(),
+                })
+            }),
         }
     }
 }
@@ -363,91 +378,4 @@ impl Drop for InFlight {
 }
 
 #[cfg(feature = "tokio")]
-pub use self::tokio_executor::TokioExecutor;
-
-#[cfg(feature = "tokio")]
-mod tokio_executor {
-    use super::{Dispatch, DispatchFailure, Executor};
-    use crate::intent::Intent;
-    use tokio::runtime::Handle;
-
-    /// Runs each escaping intent as its own tokio task: async tasks with
-    /// `spawn`, synchronous ones with `spawn_blocking` so they cannot stall the
-    /// runtime's workers.
-    ///
-    /// Dispatch means "spawned": the flush does not wait for the tasks, and a
-    /// task that fails is logged through `tracing` (target `airlock`, `ERROR`)
-    /// with its name and error. Flushing with no runtime to spawn on fails and
-    /// hands back every intent.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> airlock::Result<()> {
-    /// use airlock::{Scope, TokioExecutor};
-    ///
-    /// Scope::new()
-    ///     .executor(TokioExecutor::current())
-    ///     .run_async(async { Ok::<_, airlock::Error>(()) })
-    ///     .await
-    /// # }
-    /// ```
-    #[derive(Clone, Debug, Default)]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub struct TokioExecutor {
-        handle: Option<Handle>,
-    }
-
-    impl TokioExecutor {
-        /// Spawns on the runtime the flush runs in.
-        pub fn current() -> Self {
-            TokioExecutor { handle: None }
-        }
-
-        /// Spawns on the given runtime, wherever the flush runs.
-        pub fn new(handle: Handle) -> Self {
-            TokioExecutor {
-                handle: Some(handle),
-            }
-        }
-    }
-
-    impl Executor for TokioExecutor {
-        fn dispatch(&self, intents: super::Intents) -> Dispatch {
-            let intents = intents.into_vec();
-            let handle = match self.handle.clone().map_or_else(Handle::try_current, Ok) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    let mut intents = intents.into_iter();
-                    let first = intents.next();
-                    return Dispatch::Done(Err(DispatchFailure {
-                        dispatched: 0,
-                        failed_task: first.as_ref().map_or("?", Intent::name),
-                        failed: first,
-                        error: format!(
-                            "TokioExecutor found no tokio runtime ({error}): flush inside a \
-                             runtime or build it with TokioExecutor::new(handle)"
-                        )
-                        .into(),
-                        not_attempted: intents.collect(),
-                    }));
-                }
-            };
-            for intent in intents {
-                let task = intent.name();
-                let report = move |result: Result<(), crate::BoxError>| {
-                    if let Err(error) = result {
-                        tracing::error!(target: "airlock", task, %error, "task failed");
-                    }
-                };
-                if intent.is_async() {
-                    handle.spawn(async move { report(intent.run().finish().await) });
-                } else {
-                    handle.spawn_blocking(move || report(intent.run().wait()));
-                }
-            }
-            Dispatch::Done(Ok(()))
-        }
-    }
-}
+pub use crate::tokio_executor::TokioExecutor;

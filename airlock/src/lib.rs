@@ -93,7 +93,11 @@
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks and
+//!   drains them at shutdown. With it, a synchronous scope that must wait for
+//!   an async task inside a tokio runtime uses `block_in_place` on a
+//!   multi-thread runtime, and fails the flush (handing the task back) on a
+//!   current-thread one, where waiting would hang (see [`Run::wait`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
@@ -113,6 +117,8 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+#[cfg(feature = "tokio")]
+mod tokio_executor;
 mod undelivered;
 
 #[doc(hidden)]
@@ -140,6 +146,8 @@ pub use crate::scope::{
     scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+#[cfg(feature = "tokio")]
+pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]

@@ -345,12 +345,16 @@ pub fn decode(name: &str, json: &str) -> Result<Intent, RegistryError> {
 
 /// Runs the task named `name` with a JSON payload, in place: what a worker
 /// does with a job. An asynchronous task is driven to completion on this
-/// thread (use [`run_json_async`] inside an async runtime).
+/// thread as [`Run::wait`](crate::Run::wait) does (use [`run_json_async`]
+/// inside an async runtime).
 ///
 /// # Errors
 ///
 /// [`Error::Registry`] if the name is unknown or the payload malformed (the
-/// task does not run); [`Error::TaskFailed`] if the task returns an error.
+/// task does not run); [`Error::TaskFailed`] if the task returns an error, or
+/// if it is asynchronous and waiting for it here would hang (inside a
+/// current-thread tokio runtime, with the `tokio` feature): it is then not
+/// started.
 pub fn run_json(name: &str, json: &str) -> Result<()> {
     let intent = decode(name, json)?;
     let task = intent.name();
