@@ -175,17 +175,21 @@ pub use airlock_macros::{scoped, task};
 /// })?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
-#[inline]
+#[inline(always)]
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
-    let intent = intent.into();
-    let task = intent.name();
-    let mut intent = Some(intent);
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
+    let mut intent = Some(intent.into());
+    match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
         Ok(result) => result,
-        // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope {
-            task,
-            intent: Box::new(intent.expect("not taken: the context was gone")),
-        }),
+        Err(_) => no_scope_at_teardown(intent),
     }
+}
+
+/// The thread is shutting down: no scope can be current.
+#[cold]
+fn no_scope_at_teardown(intent: Option<Intent>) -> Result<()> {
+    let intent = intent.expect("airlock: the intent was taken by a context that was gone");
+    Err(Error::NoScope {
+        task: intent.name(),
+        intent: Box::new(intent),
+    })
 }
