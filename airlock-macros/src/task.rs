@@ -949,7 +949,12 @@ mod tests {
     fn task_names_are_checked() {
         assert_eq!(name_error("billing.send_invoice"), None);
         assert_eq!(name_error("billing::send-invoice.v2"), None);
-        assert!(name_error("").unwrap().contains("empty"));
+        assert!(
+            name_error("")
+                .unwrap()
+                .starts_with("the task name is empty: write one made of ASCII letters"),
+            "says what to write, or to remove `name`"
+        );
         assert!(name_error("has space").unwrap().contains("' '"));
         assert!(name_error(".leading").unwrap().contains("separator"));
         assert!(name_error("trailing:").unwrap().contains("separator"));
