@@ -261,7 +261,11 @@ impl DispatchFailure {
 ///
 /// An asynchronous task is awaited where the scope is async; a synchronous
 /// scope blocks on it without an async runtime, so async tasks that need one
-/// belong with `TokioExecutor` (feature `tokio`) or an async scope.
+/// belong with `TokioExecutor` (feature `tokio`) or an async scope. With the
+/// `tokio` feature, a synchronous scope inside a multi-thread runtime waits
+/// with `block_in_place`, and inside a current-thread runtime (where
+/// blocking would hang) it refuses: the flush fails, naming the task and
+/// handing it back with the rest.
 ///
 /// When a task fails (returns an error or panics), the tasks after it are not
 /// run and are handed back in the flush error with the failed one: each task
