@@ -415,8 +415,6 @@ fn capture_report_returns_the_report_and_what_would_escape() {
 /// the region in force, so an intent its destructors enqueue still answers
 /// to the region's policy (here: blocked), instead of escaping it.
 #[test]
-#[ignore = "bug: PolicyFuture has no Drop that swaps its region in while the inner future \
-            is dropped, so an intent enqueued by its teardown escapes the region's policy"]
 fn a_cancelled_policy_region_judges_what_its_teardown_enqueues() {
     let log = Log::new();
     let outcomes = Calls::default();
@@ -444,8 +442,6 @@ fn a_cancelled_policy_region_judges_what_its_teardown_enqueues() {
 /// with the handle's scope current, so what its destructors enqueue joins
 /// that scope, not whichever scope is current where it is dropped.
 #[test]
-#[ignore = "bug: HandleFuture has no Drop that enters the handle's scope while the inner \
-            future is dropped, so its teardown's intents land in the scope current there"]
 fn a_cancelled_handle_future_sends_its_teardown_to_the_handles_scope() {
     let log = Log::new();
     let outcomes = Calls::default();

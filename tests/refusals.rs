@@ -470,8 +470,6 @@ fn child_replacing_the_defaults_drops_outside_the_lock() {
 /// when they change. A policy whose `Drop` reads the defaults must not
 /// panic or deadlock there either. In a child process, with a time limit.
 #[test]
-#[ignore = "bug: Context::with_defaults drops the stale cached defaults while its \
-            RefCell is borrowed; the policy's Drop then panics with `RefCell already borrowed`"]
 fn replacing_cached_defaults_does_not_panic_on_a_policy_drop() {
     run_in_child("child_replacing_cached_defaults", Duration::from_secs(30));
 }
@@ -509,8 +507,6 @@ fn child_replacing_cached_defaults() {
 /// whose `Drop` reads the defaults must not abort the process there. In a
 /// child process, with a time limit.
 #[test]
-#[ignore = "bug: airlock::defaults() panics during thread teardown (CONTEXT.with), so a policy \
-            whose Drop reads it, dropped with the thread's cached defaults, aborts the process"]
 fn a_thread_exit_dropping_cached_defaults_does_not_abort() {
     run_in_child(
         "child_thread_exit_drops_cached_defaults",

@@ -661,9 +661,6 @@ fn a_kind_flushing_on_failure_keeps_the_bodys_error() {
 /// first (async) one included, must reach the undelivered hook. Checked for
 /// an async scope's future and an `ActiveScope`, both dropped unfinished.
 #[test]
-#[ignore = "bug: InlineExecutor::dispatch passes the first async task's intent to \
-            run_rest_async by value; dropped before its first poll, the intent is lost \
-            (only the later ones reach the hook)"]
 fn a_cancelled_flush_with_a_pending_first_async_task_reports_it() {
     let asked = Calls::default();
     let log = Log::new();
@@ -711,8 +708,6 @@ fn a_cancelled_flush_with_a_pending_first_async_task_reports_it() {
 /// overridden defaults in force, so a dispatch cancelled there reaches the
 /// hook the caller set, not the process-wide one.
 #[test]
-#[ignore = "bug: WithDefaults has no Drop that sets the override while its inner future \
-            is dropped, so the cancelled dispatch's intents go to the process-wide hook"]
 fn with_defaults_async_is_in_force_while_its_future_is_dropped() {
     let log = Log::new();
     let lost = LostSink::new();
@@ -733,9 +728,6 @@ fn with_defaults_async_is_in_force_while_its_future_is_dropped() {
 /// so a kind is asked about `Exit::Panic` and can flush its alerting intents,
 /// as for a closure scope.
 #[tokio::test]
-#[ignore = "bug: a ScopeFuture whose inner future panicked is dropped as Exit::Cancelled \
-            (FrameSlot::drop always says Cancelled), so a kind that flushes on Exit::Panic \
-            never sees an async crash"]
 async fn a_kind_can_flush_when_an_async_body_panics() {
     let asked = Calls::default();
     let log = Log::new();
