@@ -175,7 +175,8 @@ impl Batch {
     /// hands back the intents that were not dispatched.
     pub fn dispatch(mut self) -> Result<FlushReport> {
         let (intents, executor, report) = self.take();
-        settle(report, start(intents, executor).wait())
+        let result = start(intents, executor).wait();
+        settle(report, result)
     }
 
     /// Dispatches the batch now, awaiting an asynchronous executor.
@@ -235,6 +236,7 @@ pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -
     if intents.is_empty() {
         return Dispatch::Done(Ok(()));
     }
+    crate::receipt::clear();
     match executor {
         Some(executor) => executor.dispatch(intents),
         None => InlineExecutor.dispatch(intents),
@@ -247,6 +249,10 @@ pub(crate) fn settle(
     mut report: FlushReport,
     result: std::result::Result<(), DispatchFailure>,
 ) -> Result<FlushReport> {
+    let receipts = crate::receipt::take();
+    if !receipts.is_empty() {
+        report.receipts = receipts;
+    }
     let failure = match result {
         Ok(()) => return Ok(report),
         Err(failure) => failure,

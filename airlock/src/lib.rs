@@ -84,6 +84,8 @@ mod handle;
 mod intent;
 mod kind;
 pub mod policy;
+pub mod portable;
+mod receipt;
 pub mod registry;
 mod report;
 mod scope;
@@ -108,6 +110,8 @@ pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
 pub use crate::policy::{
     AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy, Violation,
 };
+pub use crate::portable::{PortablePolicy, portable_policy_of};
+pub use crate::receipt::{Receipt, record_receipts};
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
