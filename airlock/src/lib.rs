@@ -71,8 +71,13 @@
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
 //! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `apalis-redis`: [`apalis`](crate::apalis)'s executor and worker on Redis.
+//! - `graphile`: graphile_worker's executor and worker on Postgres.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "apalis-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "apalis-redis")))]
+pub mod apalis;
 mod block_on;
 mod call_display;
 mod config;
@@ -82,6 +87,8 @@ pub mod executor;
 mod future;
 mod handle;
 mod intent;
+#[cfg(any(feature = "apalis-redis", feature = "graphile"))]
+mod job;
 mod kind;
 pub mod policy;
 pub mod portable;

@@ -1,0 +1,151 @@
+//! The job boundary shared by the worker runners: one job, run by task name
+//! through the registry, inside its own scope.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::{BoxError, Error, Executor, PortablePolicy, Scope, registry};
+
+/// How a job ended badly.
+#[derive(Debug)]
+pub(crate) enum JobError {
+    /// Retrying cannot help: unknown name, malformed payload. The task did
+    /// not run.
+    Permanent(BoxError),
+    /// The task failed, panicked, or what it enqueued could not be
+    /// dispatched: the engine may try again.
+    Failed(BoxError),
+}
+
+/// Runs the job `task(payload)` in a fresh scope with `policy` (a portable
+/// policy that travelled with the job) and `executor` (where what the job
+/// enqueues goes; the defaults' executor when `None`). What the task enqueues
+/// escapes only if it succeeds.
+pub(crate) async fn run(
+    task: &str,
+    payload: serde_json::Value,
+    policy: Option<PortablePolicy>,
+    executor: Option<&Arc<dyn Executor>>,
+) -> Result<(), JobError> {
+    let intent = registry::lookup(task)
+        .and_then(|registration| registration.decode_value(payload))
+        .map_err(|error| JobError::Permanent(Box::new(error)))?;
+    let name = intent.name();
+    let mut scope = Scope::new();
+    if let Some(policy) = policy {
+        scope = scope.policy(policy);
+    }
+    if let Some(executor) = executor {
+        scope = scope.executor(executor.clone());
+    }
+    let body = scope.run_async(async move {
+        intent
+            .run()
+            .finish()
+            .await
+            .map_err(|source| Error::TaskFailed { task: name, source })
+    });
+    match (CatchUnwind { inner: body }).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(JobError::Failed(Box::new(error))),
+        Err(panic) => {
+            let message = format!("task `{name}` panicked: {}", panic_message(&*panic));
+            Err(JobError::Failed(Box::new(Message(message))))
+        }
+    }
+}
+
+/// An error that is only a message.
+#[derive(Debug)]
+pub(crate) struct Message(pub(crate) String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<a non-string panic payload>")
+}
+
+pin_project_lite::pin_project! {
+    /// Turns a panic while polling `inner` into an `Err` (the scope inside
+    /// has already discarded its intents by then, rule 3).
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Which registered tasks a worker handles, checked at start-up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Startup {
+    /// The registered tasks this worker runs.
+    pub handled: Vec<&'static str>,
+    /// Registered tasks no worker of this process handles: jobs for them
+    /// wait for another binary, or fail here as unhandled.
+    pub unhandled: Vec<&'static str>,
+    /// Names this worker was told to handle that no task registers.
+    pub unknown: Vec<String>,
+}
+
+/// Checks the registry (no duplicated name) and splits the registered tasks
+/// into those `only` lists (every one when `None`) and the rest, logging the
+/// rest at `WARN`.
+pub(crate) fn startup(only: Option<&[String]>) -> Result<Startup, registry::RegistryError> {
+    registry::validate()?;
+    let mut report = Startup::default();
+    for registration in registry::tasks() {
+        let name = registration.name();
+        if only.is_none_or(|only| only.iter().any(|n| n == name)) {
+            report.handled.push(name);
+        } else {
+            report.unhandled.push(name);
+        }
+    }
+    if let Some(only) = only {
+        report.unknown = only
+            .iter()
+            .filter(|name| !report.handled.contains(&name.as_str()))
+            .cloned()
+            .collect();
+    }
+    if !report.unhandled.is_empty() {
+        tracing::warn!(
+            target: "airlock",
+            unhandled = ?report.unhandled,
+            "registered tasks that this worker does not handle"
+        );
+    }
+    if !report.unknown.is_empty() {
+        tracing::warn!(
+            target: "airlock",
+            unknown = ?report.unknown,
+            "the worker was told to handle tasks that no crate in this binary registers"
+        );
+    }
+    Ok(report)
+}
