@@ -268,3 +268,72 @@ impl airlock::Policy for Tag {
         self.name
     }
 }
+
+/// Real services for the integration tests: where they are, and a clear
+/// failure when they are not there.
+pub mod services {
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// Whether `AIRLOCK_SKIP_SERVICES=1` asks to skip the tests that need
+    /// services.
+    pub fn skipped() -> bool {
+        std::env::var("AIRLOCK_SKIP_SERVICES").is_ok_and(|v| v == "1")
+    }
+
+    /// `AIRLOCK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), checked to
+    /// be reachable; `None` when services are skipped.
+    ///
+    /// # Panics
+    ///
+    /// When Redis does not answer, with what to do about it.
+    pub fn redis_url() -> Option<String> {
+        if skipped() {
+            eprintln!("AIRLOCK_SKIP_SERVICES=1: skipping a test that needs Redis");
+            return None;
+        }
+        let url = std::env::var("AIRLOCK_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        if let Err(error) = reachable(&url, 6379) {
+            panic!(
+                "Redis is not reachable at {url} ({error}). Start it (`redis-server \
+                 --daemonize yes`, or `docker run -p 6379:6379 redis:7`), point \
+                 AIRLOCK_TEST_REDIS_URL at one, or set AIRLOCK_SKIP_SERVICES=1 to skip"
+            );
+        }
+        Some(url)
+    }
+
+    /// Connects a TCP socket to the host and port of `url`.
+    fn reachable(url: &str, default_port: u16) -> std::io::Result<()> {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
+        let address = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:{default_port}")
+        };
+        let address = address
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the host has no address"))?;
+        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map(drop)
+    }
+
+    /// A name unique to this test run (process, time, counter): a key prefix,
+    /// a queue, a schema.
+    pub fn unique(what: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!(
+            "airlock_test_{what}_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

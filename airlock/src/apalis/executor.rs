@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::{TaskBuilder, TaskId};
-use apalis_redis::{Config, ConnectionManager, RedisTask};
+use apalis_redis::{Config, ConnectionLike, ConnectionManager, RedisTask};
 
 use super::Envelope;
 use crate::{Dispatch, DispatchFailure, Executor, Intent, Receipt};
@@ -27,7 +27,7 @@ pub const DEFAULT_QUEUE: &str = "airlock";
 /// | airlock | apalis-redis |
 /// |---|---|
 /// | `queue` | the queue (`Config::queue`: its `{queue}:*` keys) |
-/// | `delay` | `run_at` (whole seconds; the job waits in `{queue}:scheduled`) |
+/// | `delay` | `run_at` (whole seconds; apalis-redis puts every job in `{queue}:scheduled` by its `run_at`, now when there is no delay) |
 /// | `max_attempts` | the job's `max_attempts`, enforced by [`Worker`](super::Worker) |
 /// | extra `idempotency_key` (a string) | the job's idempotency key: a second job with the same key is not added |
 /// | `priority` | **not mapped**: apalis-redis queues are FIFO; it stays in the envelope |
@@ -52,21 +52,34 @@ pub const DEFAULT_QUEUE: &str = "airlock";
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct RedisExecutor {
-    inner: Arc<Inner>,
+///
+/// Any async Redis connection that can be cloned works (`C`); the default,
+/// [`ConnectionManager`], reconnects by itself.
+pub struct RedisExecutor<C = ConnectionManager> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for RedisExecutor<C> {
+    fn clone(&self) -> Self {
+        RedisExecutor {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]
-struct Inner {
-    conn: ConnectionManager,
+struct Inner<C> {
+    conn: C,
     config: Config,
     default_queue: String,
 }
 
-impl RedisExecutor {
+impl<C> RedisExecutor<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
     /// Pushes through `conn` (see [`apalis_redis::connect`]).
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: C) -> Self {
         RedisExecutor {
             inner: Arc::new(Inner {
                 conn,
@@ -76,7 +89,7 @@ impl RedisExecutor {
         }
     }
 
-    fn inner_mut(&mut self) -> &mut Inner {
+    fn inner_mut(&mut self) -> &mut Inner<C> {
         Arc::make_mut(&mut self.inner)
     }
 
@@ -109,8 +122,11 @@ impl RedisExecutor {
     pub async fn push(&self, intents: Vec<Intent>) -> Result<Vec<Receipt>, DispatchFailure> {
         let mut conn = self.inner.conn.clone();
         let mut prepared = Vec::with_capacity(intents.len());
+        // Monotonic ids: apalis-redis orders jobs due in the same second by id,
+        // so these keep the flush's order.
+        let mut ids = ulid::Generator::new();
         for (index, intent) in intents.iter().enumerate() {
-            match self.prepare(intent) {
+            match self.prepare(intent, &mut ids) {
                 Ok(job) => prepared.push(job),
                 Err(error) => {
                     let failed_task = intent.name();
@@ -184,11 +200,14 @@ impl RedisExecutor {
         Ok(receipts)
     }
 
-    fn prepare(&self, intent: &Intent) -> serde_json::Result<Prepared> {
+    fn prepare(&self, intent: &Intent, ids: &mut ulid::Generator) -> serde_json::Result<Prepared> {
         let envelope = Envelope::of(intent)?;
         let bytes = serde_json::to_vec(&envelope)?;
         let options = &envelope.options;
-        let id = ulid::Ulid::generate().to_string();
+        let id = ids
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::generate())
+            .to_string();
         let mut task = TaskBuilder::new(bytes).task_id(TaskId::from_string(id.clone()));
         if let Some(max_attempts) = options.max_attempts {
             task = task.max_attempts(max_attempts as usize);
@@ -220,7 +239,10 @@ struct Prepared {
     task: Option<RedisTask>,
 }
 
-impl Executor for RedisExecutor {
+impl<C> Executor for RedisExecutor<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
     fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
         let executor = self.clone();
         Dispatch::Pending(Box::pin(async move {
@@ -231,7 +253,7 @@ impl Executor for RedisExecutor {
     }
 }
 
-impl std::fmt::Debug for RedisExecutor {
+impl<C> std::fmt::Debug for RedisExecutor<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisExecutor")
             .field("default_queue", &self.inner.default_queue)
