@@ -444,3 +444,135 @@ fn the_worker_reports_what_it_does_not_handle() {
     assert!(!startup.unhandled.contains(&"note"));
     assert_eq!(startup.unknown, ["not_registered_anywhere"]);
 }
+
+/// A redis-server of this test's own, on a free port, so that stopping it
+/// disturbs nobody else. Killed (by its pid) on drop.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "this test starts its own redis-server to stop it mid-flush, and could not \
+                     ({error}): install Redis 7 (`redis-server` on PATH) or set \
+                     AIRLOCK_SKIP_SERVICES=1"
+                )
+            });
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { port, child }
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        PrivateRedis::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_before_a_flush_hands_back_every_intent_and_the_worker_reconnects() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut redis = PrivateRedis::start();
+    let conn = connect(&redis.url()).await;
+    let queue = unique("fault");
+    let run = unique("run");
+    let executor = RedisExecutor::new(conn.clone()).default_queue(queue.clone());
+    let note = |label: &str| Note {
+        run: run.clone(),
+        label: label.into(),
+    };
+
+    let worker = Worker::new(conn.clone())
+        .queue(queue.clone())
+        .executor(executor.clone());
+    with_worker(worker, async {
+        Scope::new()
+            .executor(executor.clone())
+            .run_async(async { airlock::enqueue(note("before")) })
+            .await
+            .unwrap();
+        eventually(20, "the first job", || runs(&run) == ["before"]).await;
+
+        redis.stop();
+        let error = Scope::new()
+            .executor(executor.clone())
+            .run_async(async {
+                airlock::enqueue(note("lost-1"))?;
+                airlock::enqueue(note("lost-2"))?;
+                airlock::enqueue(note("lost-3"))
+            })
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("did not confirm the push of 3 job(s)"), "{message}");
+        let handed_back = error.into_undispatched();
+        let labels: Vec<_> = handed_back
+            .iter()
+            .map(|intent| intent.payload::<Note>().unwrap().label.clone())
+            .collect();
+        assert_eq!(labels, ["lost-1", "lost-2", "lost-3"]);
+
+        // The same server comes back: the executor and the worker carry on.
+        let _restarted = PrivateRedis::start_on(redis.port);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut again = handed_back;
+        loop {
+            let retry = again.clone();
+            let result = Scope::new()
+                .executor(executor.clone())
+                .run_async(async move {
+                    for intent in retry {
+                        airlock::enqueue(intent)?;
+                    }
+                    Ok::<(), airlock::Error>(())
+                })
+                .await;
+            match result {
+                Ok(()) => break,
+                Err(error) => {
+                    assert!(tokio::time::Instant::now() < deadline, "no reconnection: {error}");
+                    again = error.into_undispatched();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        eventually(30, "the handed-back jobs after the restart", || runs(&run).len() == 4).await;
+        // `_restarted` is stopped when this block ends, after the worker saw the jobs.
+        drop(_restarted);
+    })
+    .await;
+    let mut ran = runs(&run);
+    ran.sort();
+    assert_eq!(ran, ["before", "lost-1", "lost-2", "lost-3"]);
+}
