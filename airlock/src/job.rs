@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::{BoxError, Error, Executor, PortablePolicy, Scope, registry};
+use crate::{BoxError, Error, Executor, Intent, PortablePolicy, Scope, registry};
 
 /// How a job ended badly.
 #[derive(Debug)]
@@ -34,6 +34,15 @@ pub(crate) async fn run(
     let intent = registry::lookup(task)
         .and_then(|registration| registration.decode_value(payload))
         .map_err(|error| JobError::Permanent(Box::new(error)))?;
+    run_intent(intent, policy, executor).await
+}
+
+/// [`run`] for an intent already decoded.
+pub(crate) async fn run_intent(
+    intent: Intent,
+    policy: Option<PortablePolicy>,
+    executor: Option<&Arc<dyn Executor>>,
+) -> Result<(), JobError> {
     let name = intent.name();
     let mut scope = Scope::new();
     if let Some(policy) = policy {
@@ -148,4 +157,26 @@ pub(crate) fn startup(only: Option<&[String]>) -> Result<Startup, registry::Regi
         );
     }
     Ok(report)
+}
+
+/// Ctrl-C, or `SIGTERM` on Unix.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }

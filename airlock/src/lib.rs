@@ -72,7 +72,7 @@
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
 //! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
 //! - `apalis-redis`: [`apalis`](crate::apalis)'s executor and worker on Redis.
-//! - `graphile`: graphile_worker's executor and worker on Postgres.
+//! - `graphile`: [`graphile`](crate::graphile)_worker's executor and worker on Postgres.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apalis-redis")]
@@ -85,6 +85,9 @@ mod context;
 mod error;
 pub mod executor;
 mod future;
+#[cfg(feature = "graphile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graphile")))]
+pub mod graphile;
 mod handle;
 mod intent;
 #[cfg(any(feature = "apalis-redis", feature = "graphile"))]

@@ -155,7 +155,7 @@ impl Worker {
     ///
     /// As [`check`](Worker::check): the worker does not start.
     pub async fn run(self) -> Result<(), RegistryError> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(crate::job::shutdown_signal()).await
     }
 
     /// Runs until `signal` completes, then lets the jobs in flight finish.
@@ -309,27 +309,5 @@ impl Codec<Vec<u8>> for Raw {
 
     fn decode(&self, compact: &Vec<u8>) -> Result<Vec<u8>, Self::Error> {
         Ok(compact.clone())
-    }
-}
-
-/// Ctrl-C, or `SIGTERM` on Unix.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
