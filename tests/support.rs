@@ -305,6 +305,31 @@ pub mod services {
         Some(url)
     }
 
+    /// `AIRLOCK_TEST_POSTGRES_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/test`), checked to be reachable;
+    /// `None` when services are skipped.
+    ///
+    /// # Panics
+    ///
+    /// When Postgres does not answer, with what to do about it.
+    pub fn postgres_url() -> Option<String> {
+        if skipped() {
+            eprintln!("AIRLOCK_SKIP_SERVICES=1: skipping a test that needs Postgres");
+            return None;
+        }
+        let url = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        if let Err(error) = reachable(&url, 5432) {
+            panic!(
+                "Postgres is not reachable at {url} ({error}). Start it (`pg_ctlcluster 15 main \
+                 start`, or `docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust \
+                 postgres:15`), point AIRLOCK_TEST_POSTGRES_URL at one, or set \
+                 AIRLOCK_SKIP_SERVICES=1 to skip"
+            );
+        }
+        Some(url)
+    }
+
     /// Connects a TCP socket to the host and port of `url`.
     fn reachable(url: &str, default_port: u16) -> std::io::Result<()> {
         let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -25,6 +25,7 @@ pub(crate) enum JobError {
 /// policy that travelled with the job) and `executor` (where what the job
 /// enqueues goes; the defaults' executor when `None`). What the task enqueues
 /// escapes only if it succeeds.
+#[cfg(feature = "apalis-redis")]
 pub(crate) async fn run(
     task: &str,
     payload: serde_json::Value,
