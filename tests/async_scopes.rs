@@ -20,7 +20,7 @@ async fn assert_clean_and_usable(log: &Log) {
     assert!(airlock::buffered().is_empty(), "a stale scope is current");
     assert!(matches!(
         airlock::enqueue(Noop {}),
-        Err(Error::NoScope { task: "noop" })
+        Err(Error::NoScope { task: "noop", .. })
     ));
     let before = log.runs().len();
     airlock::scope_async(async {
@@ -370,7 +370,8 @@ async fn interleaved_sibling_scopes_stay_apart() {
 }
 
 /// A flush error is folded into the async scope's result: `Ok` becomes the
-/// dispatch error, which hands back what was not dispatched.
+/// dispatch error, which hands back what was not dispatched, the failed
+/// intent first.
 #[tokio::test]
 async fn a_flush_error_is_folded_into_the_result() {
     let log = Log::new();
@@ -384,7 +385,7 @@ async fn a_flush_error_is_folded_into_the_result() {
     .await;
     let error = out.unwrap_err();
     assert!(matches!(error, Error::Dispatch(_)), "{error:?}");
-    assert_eq!(labels(&error.into_undispatched()), ["b"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "b"]);
     assert_eq!(log.runs(), ["a", "x"]);
 
     // Into another error type through `From<airlock::Error>`.
@@ -403,7 +404,10 @@ async fn sync_scopes_inside_async_scopes_are_captured() {
         tokio::task::yield_now().await;
         let failed = airlock::scope(|| -> airlock::Result<()> {
             airlock::enqueue(log.record("sync-err"))?;
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         });
         assert!(failed.is_err());
         assert!(log.runs().is_empty());

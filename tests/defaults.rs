@@ -28,7 +28,7 @@ impl Recorder {
 }
 
 impl Executor for Recorder {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.0
             .lock()
             .unwrap()

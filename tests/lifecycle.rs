@@ -159,7 +159,10 @@ fn scope_new_run_flushes_on_ok_and_discards_on_err() {
         .unwrap();
     let _ = Scope::new().run(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("err"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert_eq!(log.runs(), ["ok"]);
 }
@@ -182,9 +185,10 @@ fn flush_error_is_folded_into_the_result() {
     assert_eq!(dispatch.report().dispatched_count(), 1);
     assert_eq!(log.runs(), ["first", "x"], "fail fast: `after` not run");
     let undispatched = error.into_undispatched();
-    assert_eq!(undispatched.len(), 1);
+    assert_eq!(undispatched.len(), 2, "the failed intent, then the rest");
+    assert_eq!(undispatched[0].name(), "fail");
     assert_eq!(
-        undispatched[0]
+        undispatched[1]
             .payload::<Record>()
             .map(|r| r.label.as_str()),
         Some("after")
@@ -506,7 +510,10 @@ fn capture_of_a_failing_body_still_returns_intents() {
     let log = Log::new();
     let (result, intents) = airlock::capture(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("a"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert!(result.is_err());
     assert_eq!(intents.len(), 1);

@@ -35,7 +35,7 @@ struct Reentrant {
 impl Policy for Reentrant {
     fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
         let outcome = match airlock::enqueue(Noop {}) {
-            Err(Error::EnqueueInHook { task }) => format!("on_enqueue: EnqueueInHook({task})"),
+            Err(Error::EnqueueInHook { task, .. }) => format!("on_enqueue: EnqueueInHook({task})"),
             other => format!("on_enqueue: {other:?}"),
         };
         self.calls.lock().unwrap().push(outcome);
@@ -44,7 +44,7 @@ impl Policy for Reentrant {
 
     fn allows(&self, _: &Intent) -> bool {
         let outcome = match airlock::enqueue(Noop {}) {
-            Err(Error::EnqueueInHook { task }) => format!("allows: EnqueueInHook({task})"),
+            Err(Error::EnqueueInHook { task, .. }) => format!("allows: EnqueueInHook({task})"),
             other => format!("allows: {other:?}"),
         };
         self.calls.lock().unwrap().push(outcome);
@@ -182,6 +182,7 @@ fn rejection_at_enqueue_names_task_and_policy_and_does_not_buffer() {
             task,
             policy,
             violation,
+            ..
         } => {
             assert_eq!(*task, "record");
             assert_eq!(*policy, "QueueClosed");

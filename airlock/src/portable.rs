@@ -24,7 +24,7 @@
 //! # Examples
 //!
 //! ```
-//! use airlock::{BlockTasks, Executor, Dispatch, Intent, PortablePolicy, Scope};
+//! use airlock::{BlockTasks, Dispatch, Executor, Intents, PortablePolicy, Scope};
 //! # use airlock::{Run, Task};
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Clone, Debug, Serialize, Deserialize)] struct Reprocess { order: u64 }
@@ -35,9 +35,9 @@
 //! #[derive(Clone, Default)]
 //! struct Recorder(Arc<Mutex<Vec<Option<PortablePolicy>>>>);
 //! impl Executor for Recorder {
-//!     fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+//!     fn dispatch(&self, intents: Intents) -> Dispatch {
 //!         let mut seen = self.0.lock().unwrap();
-//!         seen.extend(intents.iter().map(airlock::portable_policy_of));
+//!         seen.extend(intents.into_vec().iter().map(airlock::portable_policy_of));
 //!         Dispatch::Done(Ok(()))
 //!     }
 //! }

@@ -7,7 +7,7 @@ use apalis::prelude::{TaskBuilder, TaskId};
 use apalis_redis::{Config, ConnectionLike, ConnectionManager, RedisTask};
 
 use super::Envelope;
-use crate::{Dispatch, DispatchFailure, Executor, Intent, Receipt};
+use crate::{Dispatch, DispatchFailure, Executor, Intent, Intents, Receipt};
 
 /// The queue intents go to when their options name none.
 pub const DEFAULT_QUEUE: &str = "airlock";
@@ -120,6 +120,13 @@ where
     /// Redis, in order (its `dispatched` counts the confirmed ones; with
     /// several queues they need not be the first ones).
     pub async fn push(&self, intents: Vec<Intent>) -> Result<Vec<Receipt>, DispatchFailure> {
+        let outcome = self.send(&intents).await;
+        outcome.settle(intents)
+    }
+
+    /// Pushes the jobs for `intents`, which the caller keeps holding until
+    /// the outcome is known (a cancelled dispatch then loses nothing).
+    async fn send(&self, intents: &[Intent]) -> Sent {
         let mut conn = self.inner.conn.clone();
         let mut prepared = Vec::with_capacity(intents.len());
         // Monotonic ids: apalis-redis orders jobs due in the same second by id,
@@ -129,20 +136,16 @@ where
             match self.prepare(intent, &mut ids) {
                 Ok(job) => prepared.push(job),
                 Err(error) => {
-                    let failed_task = intent.name();
-                    let mut intents = intents;
-                    let failed = intents.remove(index);
-                    return Err(DispatchFailure {
-                        dispatched: 0,
-                        failed_task,
-                        failed: Some(failed),
-                        error: format!(
-                            "the payload of `{failed_task}` cannot be serialized to JSON, so no \
-                             job of this flush was pushed: {error}"
-                        )
-                        .into(),
-                        not_attempted: intents,
-                    });
+                    let task = intent.name();
+                    return Sent::failed(
+                        vec![false; intents.len()],
+                        index,
+                        format!(
+                            "the payload of `{task}` cannot be serialized to JSON, so no job of \
+                             this flush was pushed: {error}"
+                        ),
+                        Vec::new(),
+                    );
                 }
             }
         }
@@ -163,30 +166,12 @@ where
                 .map(|&i| prepared[i].task.take().expect("each job is pushed once"))
                 .collect();
             if let Err(error) = apalis_redis::queries::push_tasks(&mut conn, &config, &tasks).await {
-                crate::record_receipts(receipts);
-                let dispatched = confirmed.iter().filter(|&&c| c).count();
-                let first = members[0];
-                let failed_task = prepared[first].name;
-                // Where the queue's first job sits among the unconfirmed ones.
-                let position = confirmed[..first].iter().filter(|&&c| !c).count();
-                let mut left: Vec<Intent> = intents
-                    .into_iter()
-                    .zip(confirmed)
-                    .filter_map(|(intent, confirmed)| (!confirmed).then_some(intent))
-                    .collect();
-                let failed = left.remove(position);
-                return Err(DispatchFailure {
-                    dispatched,
-                    failed_task,
-                    failed: Some(failed),
-                    error: format!(
-                        "Redis did not confirm the push of {} job(s) to apalis queue `{queue}`: \
-                         {error}",
-                        members.len()
-                    )
-                    .into(),
-                    not_attempted: left,
-                });
+                let message = format!(
+                    "Redis did not confirm the push of {} job(s) to apalis queue `{queue}`: \
+                     {error}",
+                    members.len()
+                );
+                return Sent::failed(confirmed, members[0], message, receipts);
             }
             for &i in members {
                 confirmed[i] = true;
@@ -197,7 +182,10 @@ where
                 });
             }
         }
-        Ok(receipts)
+        Sent {
+            receipts,
+            failure: None,
+        }
     }
 
     fn prepare(&self, intent: &Intent, ids: &mut ulid::Generator) -> serde_json::Result<Prepared> {
@@ -232,6 +220,48 @@ where
     }
 }
 
+/// What a push did: the receipts of the confirmed jobs and, if it stopped,
+/// which intents were confirmed, the first one of the queue that failed and
+/// why.
+struct Sent {
+    receipts: Vec<Receipt>,
+    failure: Option<(Vec<bool>, usize, String)>,
+}
+
+impl Sent {
+    fn failed(confirmed: Vec<bool>, first: usize, error: String, receipts: Vec<Receipt>) -> Self {
+        Sent {
+            receipts,
+            failure: Some((confirmed, first, error)),
+        }
+    }
+
+    /// The receipts, or a failure handing back every unconfirmed intent in
+    /// order, the failed queue's first one as `failed`.
+    fn settle(self, intents: Vec<Intent>) -> Result<Vec<Receipt>, DispatchFailure> {
+        let Some((confirmed, first, error)) = self.failure else {
+            return Ok(self.receipts);
+        };
+        crate::record_receipts(self.receipts);
+        let dispatched = confirmed.iter().filter(|&&c| c).count();
+        // Where the failed queue's first job sits among the unconfirmed ones.
+        let position = confirmed[..first].iter().filter(|&&c| !c).count();
+        let mut left: Vec<Intent> = intents
+            .into_iter()
+            .zip(confirmed)
+            .filter_map(|(intent, confirmed)| (!confirmed).then_some(intent))
+            .collect();
+        let failed = left.remove(position);
+        Err(DispatchFailure {
+            dispatched,
+            failed_task: failed.name(),
+            failed: Some(failed),
+            error: error.into(),
+            not_attempted: left,
+        })
+    }
+}
+
 struct Prepared {
     name: &'static str,
     queue: String,
@@ -243,10 +273,13 @@ impl<C> Executor for RedisExecutor<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         let executor = self.clone();
         Dispatch::Pending(Box::pin(async move {
-            let receipts = executor.push(intents).await?;
+            // `intents` stays whole until Redis answered: if this future is
+            // dropped half way, they go to the undelivered hook.
+            let sent = executor.send(intents.as_slice()).await;
+            let receipts = sent.settle(intents.into_vec())?;
             crate::record_receipts(receipts);
             Ok(())
         }))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::{Dispatch, DispatchFailure, Executor, Intent, Receipt};
+use crate::{Dispatch, DispatchFailure, Executor, Intent, Intents, Receipt};
 
 /// The payload key that carries a [`PortablePolicy`](crate::PortablePolicy)
 /// with a graphile job (added to object payloads only when a policy travels;
@@ -128,42 +128,39 @@ impl GraphileExecutor {
     ///
     /// A [`DispatchFailure`] handing back every intent (none was added).
     pub async fn add(&self, intents: Vec<Intent>) -> Result<Vec<Receipt>, DispatchFailure> {
+        match self.send(&intents).await {
+            Ok(receipts) => Ok(receipts),
+            Err(error) => Err(fail_all(intents, error)),
+        }
+    }
+
+    /// Adds the jobs for `intents`, which the caller keeps holding until the
+    /// outcome is known.
+    async fn send(&self, intents: &[Intent]) -> Result<Vec<Receipt>, String> {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
-        let specs = match self.specs(&intents) {
-            Ok(specs) => specs,
-            Err((index, error)) => {
-                let task = intents[index].name();
-                return Err(fail_all(
-                    intents,
-                    format!(
-                        "the payload of `{task}` cannot be serialized to JSON, so no job of \
-                         this flush was added: {error}"
-                    ),
-                ));
-            }
-        };
-        let json = match serde_json::to_string(&specs) {
-            Ok(json) => json,
-            Err(error) => return Err(fail_all(intents, error.to_string())),
-        };
-        let rows: Vec<(i64, Option<String>)> =
-            // The schema is quoted by `quote_ident`; the data is bound.
-            match sqlx::query_as(sqlx::AssertSqlSafe(self.sql.as_str())).bind(json).fetch_all(&self.pool).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    return Err(fail_all(
-                        intents,
-                        format!(
-                            "graphile_worker did not add the {} job(s) of this flush (schema \
-                             `{}`; is it migrated?): {error}",
-                            specs.len(),
-                            self.schema
-                        ),
-                    ));
-                }
-            };
+        let specs = self.specs(intents).map_err(|(index, error)| {
+            format!(
+                "the payload of `{}` cannot be serialized to JSON, so no job of this flush was \
+                 added: {error}",
+                intents[index].name()
+            )
+        })?;
+        let json = serde_json::to_string(&specs).map_err(|error| error.to_string())?;
+        // The schema is quoted by `quote_ident`; the data is bound.
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.as_str()))
+            .bind(json)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| {
+                format!(
+                    "graphile_worker did not add the {} job(s) of this flush (schema `{}`; is it \
+                     migrated?): {error}",
+                    specs.len(),
+                    self.schema
+                )
+            })?;
         Ok(receipts(&specs, rows))
     }
 }
@@ -192,6 +189,7 @@ fn receipts(specs: &[Spec], rows: Vec<(i64, Option<String>)>) -> Vec<Receipt> {
         .collect()
 }
 
+/// Every intent handed back: the statement is atomic, so none was added.
 fn fail_all(mut intents: Vec<Intent>, error: String) -> DispatchFailure {
     let failed = intents.remove(0);
     DispatchFailure {
@@ -236,12 +234,19 @@ struct Spec {
 }
 
 impl Executor for GraphileExecutor {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         let executor = self.clone();
         Dispatch::Pending(Box::pin(async move {
-            let receipts = executor.add(intents).await?;
-            crate::record_receipts(receipts);
-            Ok(())
+            // `intents` stays whole until Postgres answered: if this future is
+            // dropped half way, they go to the undelivered hook.
+            match executor.send(intents.as_slice()).await {
+                Ok(receipts) => {
+                    drop(intents.into_vec());
+                    crate::record_receipts(receipts);
+                    Ok(())
+                }
+                Err(error) => Err(fail_all(intents.into_vec(), error)),
+            }
         }))
     }
 }
