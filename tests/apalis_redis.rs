@@ -534,7 +534,8 @@ async fn redis_stopped_before_a_flush_hands_back_every_intent_and_the_worker_rec
             })
             .await
             .unwrap_err();
-        let message = error.to_string();
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        let message = source.unwrap_or_default();
         assert!(message.contains("did not confirm the push of 3 job(s)"), "{message}");
         let handed_back = error.into_undispatched();
         let labels: Vec<_> = handed_back

@@ -414,10 +414,9 @@ async fn a_flush_without_a_database_hands_back_every_intent() {
         })
         .await
         .unwrap_err();
-    assert!(
-        error.to_string().contains("graphile_worker did not add the 3 job(s)"),
-        "{error}"
-    );
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    let message = source.unwrap_or_default();
+    assert!(message.contains("graphile_worker did not add the 3 job(s)"), "{message}");
     assert_eq!(error.into_undispatched().len(), 3);
     assert!(jobs(&pool, &schema).await.is_empty());
     drop_schema(&pool, &schema).await;

@@ -81,6 +81,23 @@ impl std::fmt::Display for Message {
 
 impl std::error::Error for Message {}
 
+/// `error` and its sources, `: `-separated, as one line for a job's record
+/// (engines keep only a string). A source whose text the message already
+/// holds is not repeated.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = next.source();
+    }
+    line
+}
+
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()

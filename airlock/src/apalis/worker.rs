@@ -277,11 +277,12 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
     let policy: Option<PortablePolicy> = envelope.policy;
     match job::run(&envelope.task, envelope.payload, policy, shared.executor.as_ref()).await {
         Ok(()) => Ok(()),
-        Err(JobError::Permanent(error)) => Err(Box::new(AbortError::new(error))),
+        Err(JobError::Permanent(error)) => Err(abort(job::chain(&*error))),
         Err(JobError::Failed(error)) if attempt >= max_attempts as usize => Err(abort(format!(
-            "gave up after attempt {attempt} of {max_attempts}: {error}"
+            "gave up after attempt {attempt} of {max_attempts}: {}",
+            job::chain(&*error)
         ))),
-        Err(JobError::Failed(error)) => Err(error),
+        Err(JobError::Failed(error)) => Err(Box::new(Message(job::chain(&*error)))),
     }
 }
 

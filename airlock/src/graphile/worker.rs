@@ -106,10 +106,13 @@ async fn handle<T: Task>(mut payload: serde_json::Value, ctx: WorkerContext) -> 
     .await;
     match result {
         Ok(()) => Ok(()),
-        Err(JobError::Failed(error)) => Err(Failure(error.to_string())),
+        Err(JobError::Failed(error)) => Err(Failure(job::chain(&*error))),
         Err(JobError::Permanent(error)) => {
             give_up(&ctx, shared.as_deref()).await;
-            Err(Failure(format!("permanent failure, not retried: {error}")))
+            Err(Failure(format!(
+                "permanent failure, not retried: {}",
+                job::chain(&*error)
+            )))
         }
     }
 }
