@@ -1,22 +1,22 @@
-//! A shop's background worker on apalis + Redis.
+//! A shop's background worker: graphile_worker on Postgres with
+//! `DATABASE_URL`, apalis on Redis with `REDIS_URL`.
 //!
 //! ```text
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p airlock-examples --features apalis-redis --example worker -- enqueue
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p airlock-examples --features apalis-redis --example worker
+//! DATABASE_URL=postgres://postgres@127.0.0.1/test cargo run -p airlock-examples --all-features --example worker -- enqueue
+//! DATABASE_URL=postgres://postgres@127.0.0.1/test cargo run -p airlock-examples --all-features --example worker
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p airlock-examples --all-features --example worker -- enqueue
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p airlock-examples --all-features --example worker
 //! ```
 //!
-//! The first command is the shop: it places three orders, each in a scope
-//! whose executor pushes the intents to apalis (one round trip per flush) and
-//! prints the job ids. The second is the worker: it runs every job as its
+//! The first command of each pair is the shop: it places three orders, each
+//! in a scope whose executor sends the intents to the queue (one round trip
+//! per flush) and prints the job ids. The second is the worker: it runs every job as its
 //! task, in its own scope, so the warehouse notification that
 //! `place_order` enqueues is pushed only if `place_order` succeeds. Ctrl-C
 //! stops it after the jobs in flight. A `reprocess` order runs under a
 //! portable policy that blocks emails, on the worker too.
-//!
-//! (graphile_worker on Postgres, `DATABASE_URL`, is not built on this branch.)
 
-use airlock::apalis::{RedisExecutor, Worker};
-use airlock::{PortablePolicy, Scope};
+use airlock::{Executor, PortablePolicy, Scope};
 
 /// Emails the customer.
 #[airlock::task]
@@ -40,37 +40,60 @@ fn place_order(order_id: u64) -> airlock::Result<()> {
 
 const QUEUE: &str = "airlock-example-shop";
 
+/// The shop: three orders, and one reprocessing that must not email.
+async fn enqueue<E: Executor + Clone>(executor: E) -> anyhow::Result<()> {
+    for order_id in 1..=3 {
+        let mut scope = Scope::new().executor(executor.clone()).enter()?;
+        airlock::enqueue(PlaceOrder { order_id })?;
+        scope.exit()?;
+        let report = scope.flush_async().await?;
+        for receipt in report.receipts() {
+            println!("{} -> job {}", receipt.task, receipt.job_id);
+        }
+    }
+    Scope::new()
+        .policy(PortablePolicy::block_tasks(["send_confirmation_email"]))
+        .executor(executor)
+        .run_async(async { airlock::enqueue(PlaceOrder { order_id: 99 }) })
+        .await?;
+    println!("order 99 queued for reprocessing, without emails");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("airlock=info").init();
-    if std::env::var_os("DATABASE_URL").is_some() && std::env::var_os("REDIS_URL").is_none() {
-        anyhow::bail!("graphile_worker (DATABASE_URL) is not available in this build: set REDIS_URL");
-    }
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let conn = apalis_redis::connect(url.as_str()).await?;
-    let executor = RedisExecutor::new(conn.clone()).default_queue(QUEUE);
+    let enqueuing = std::env::args().nth(1).as_deref() == Some("enqueue");
 
-    if std::env::args().nth(1).as_deref() == Some("enqueue") {
-        for order_id in 1..=3 {
-            let mut scope = Scope::new().executor(executor.clone()).enter()?;
-            airlock::enqueue(PlaceOrder { order_id })?;
-            scope.exit()?;
-            let report = scope.flush_async().await?;
-            for receipt in report.receipts() {
-                println!("{} -> job {} in {}", receipt.task, receipt.job_id, receipt.queue);
-            }
-        }
-        // Reprocessing: the worker runs it without emailing anyone.
-        Scope::new()
-            .policy(PortablePolicy::block_tasks(["send_confirmation_email"]))
-            .executor(executor.clone())
-            .run_async(async { airlock::enqueue(PlaceOrder { order_id: 99 }) })
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        use airlock::graphile::{GraphileExecutor, Worker};
+        let pool = sqlx::PgPool::connect(&url).await?;
+        graphile_worker::WorkerUtils::new(pool.clone(), "graphile_worker")
+            .migrate()
             .await?;
-        println!("order 99 queued for reprocessing, without emails");
+        let executor = GraphileExecutor::new(pool.clone());
+        if enqueuing {
+            return enqueue(executor).await;
+        }
+        println!("graphile worker on {url}: Ctrl-C to stop");
+        Worker::new(pool)
+            .task::<PlaceOrder>()
+            .task::<SendConfirmationEmail>()
+            .task::<NotifyWarehouse>()
+            .executor(executor)
+            .run()
+            .await?;
         return Ok(());
     }
 
-    println!("worker on {url}, queue {QUEUE}: Ctrl-C to stop");
+    use airlock::apalis::{RedisExecutor, Worker};
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let conn = apalis_redis::connect(url.as_str()).await?;
+    let executor = RedisExecutor::new(conn.clone()).default_queue(QUEUE);
+    if enqueuing {
+        return enqueue(executor).await;
+    }
+    println!("apalis worker on {url}, queue {QUEUE}: Ctrl-C to stop");
     Worker::new(conn).queue(QUEUE).executor(executor).run().await?;
     Ok(())
 }

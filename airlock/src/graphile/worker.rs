@@ -347,7 +347,7 @@ impl Worker {
             .pg_pool(self.pool.clone())
             .schema(self.schema.as_str())
             .concurrency(self.concurrency)
-            .define_jobs(std::mem::take(&mut { self.definitions }))
+            .define_jobs(self.definitions)
             .add_extension(shared)
             .listen_os_shutdown_signals(false)
             .shutdown_signal(signal);
