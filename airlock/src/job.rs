@@ -21,24 +21,10 @@ pub(crate) enum JobError {
     Failed(BoxError),
 }
 
-/// Runs the job `task(payload)` in a fresh scope with `policy` (a portable
-/// policy that travelled with the job) and `executor` (where what the job
-/// enqueues goes; the defaults' executor when `None`). What the task enqueues
-/// escapes only if it succeeds.
-#[cfg(feature = "apalis-redis")]
-pub(crate) async fn run(
-    task: &str,
-    payload: serde_json::Value,
-    policy: Option<PortablePolicy>,
-    executor: Option<&Arc<dyn Executor>>,
-) -> Result<(), JobError> {
-    let intent = registry::lookup(task)
-        .and_then(|registration| registration.decode_value(payload))
-        .map_err(|error| JobError::Permanent(Box::new(error)))?;
-    run_intent(intent, policy, executor).await
-}
-
-/// [`run`] for an intent already decoded.
+/// Runs `intent` as a job in a fresh scope with `policy` (a portable policy
+/// that travelled with the job) and `executor` (where what the job enqueues
+/// goes; the defaults' executor when `None`). What the task enqueues escapes
+/// only if it succeeds.
 pub(crate) async fn run_intent(
     intent: Intent,
     policy: Option<PortablePolicy>,

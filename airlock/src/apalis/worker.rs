@@ -7,7 +7,7 @@ use std::time::Duration;
 use apalis::prelude::{AbortError, Attempt, BackendExt, BoxDynError, Codec, WorkerBuilder};
 use apalis_redis::{ConnectionManager, RedisStorage};
 
-use super::{DEFAULT_QUEUE, Envelope};
+use super::DEFAULT_QUEUE;
 use crate::job::{self, JobError, Message, Startup};
 use crate::registry::RegistryError;
 use crate::{Executor, PortablePolicy};
@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_JOB_BYTES: usize = 1 << 20;
 /// - At start-up it refuses to run if two tasks register the same name
 ///   ([`registry::validate`](crate::registry::validate)), and logs the
 ///   registered tasks it does not handle ([`tasks`](Worker::tasks)).
-/// - A job that is not an [`Envelope`], names an unknown or unhandled task,
+/// - A job that is not an [`Envelope`](super::Envelope), names an unknown or unhandled task,
 ///   has a payload that does not match the task's arguments, or exceeds
 ///   [`max_job_bytes`](Worker::max_job_bytes) fails permanently (apalis
 ///   `Killed`, in the queue's `{queue}:dead` set) with an error naming the
@@ -257,7 +257,7 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
             shared.max_job_bytes
         )));
     }
-    let envelope: Envelope = match serde_json::from_slice(job) {
+    let envelope: Incoming<'_> = match serde_json::from_slice(job) {
         Ok(envelope) => envelope,
         Err(error) => {
             return Err(abort(format!(
@@ -265,17 +265,20 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
             )));
         }
     };
+    let task = &*envelope.task;
     if let Some(only) = &shared.only
-        && !only.contains(&envelope.task)
+        && !only.iter().any(|name| name == task)
     {
         return Err(abort(format!(
-            "this worker does not handle task `{}` (see `Worker::tasks`)",
-            envelope.task
+            "this worker does not handle task `{task}` (see `Worker::tasks`)"
         )));
     }
     let max_attempts = envelope.options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    let policy: Option<PortablePolicy> = envelope.policy;
-    match job::run(&envelope.task, envelope.payload, policy, shared.executor.as_ref()).await {
+    let intent = match crate::registry::decode(task, envelope.payload.get()) {
+        Ok(intent) => intent,
+        Err(error) => return Err(abort(job::chain(&error))),
+    };
+    match job::run_intent(intent, envelope.policy, shared.executor.as_ref()).await {
         Ok(()) => Ok(()),
         Err(JobError::Permanent(error)) => Err(abort(job::chain(&*error))),
         Err(JobError::Failed(error)) if attempt >= max_attempts as usize => Err(abort(format!(
@@ -284,6 +287,20 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
         ))),
         Err(JobError::Failed(error)) => Err(Box::new(Message(job::chain(&*error)))),
     }
+}
+
+/// An [`Envelope`](super::Envelope) as the worker reads it: the payload left as raw JSON for
+/// the task's own `Deserialize`.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow)]
+    task: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    options: crate::DispatchOptions,
+    #[serde(default)]
+    policy: Option<PortablePolicy>,
 }
 
 fn abort(message: String) -> BoxDynError {
