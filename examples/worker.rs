@@ -62,7 +62,9 @@ async fn enqueue<E: Executor + Clone>(executor: E) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter("airlock=info").init();
+    tracing_subscriber::fmt()
+        .with_env_filter("airlock=info")
+        .init();
     let enqueuing = std::env::args().nth(1).as_deref() == Some("enqueue");
 
     if let Ok(url) = std::env::var("DATABASE_URL") {
@@ -94,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
         return enqueue(executor).await;
     }
     println!("apalis worker on {url}, queue {QUEUE}: Ctrl-C to stop");
-    Worker::new(conn).queue(QUEUE).executor(executor).run().await?;
+    Worker::new(conn)
+        .queue(QUEUE)
+        .executor(executor)
+        .run()
+        .await?;
     Ok(())
 }

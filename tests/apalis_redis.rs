@@ -165,11 +165,13 @@ async fn a_flush_of_1000_intents_is_one_round_trip_and_lands_1000_jobs_with_thei
     // Loads the batch script, so the measured flush finds it cached.
     let warm_up = unique("warm_up");
     executor
-        .push(vec![Intent::new(Note {
-            run: warm_up.clone(),
-            label: "x".into(),
-        })
-        .with_options(DispatchOptions::new().queue(warm_up))])
+        .push(vec![
+            Intent::new(Note {
+                run: warm_up.clone(),
+                label: "x".into(),
+            })
+            .with_options(DispatchOptions::new().queue(warm_up)),
+        ])
         .await
         .unwrap();
 
@@ -191,7 +193,11 @@ async fn a_flush_of_1000_intents_is_one_round_trip_and_lands_1000_jobs_with_thei
     scope.exit().unwrap();
     trips.store(0, Ordering::SeqCst);
     let report = scope.flush_async().await.unwrap();
-    assert_eq!(trips.load(Ordering::SeqCst), 1, "one round trip for the flush");
+    assert_eq!(
+        trips.load(Ordering::SeqCst),
+        1,
+        "one round trip for the flush"
+    );
 
     assert_eq!(report.dispatched_count(), 1000);
     assert_eq!(report.receipts().len(), 1000);
@@ -211,7 +217,10 @@ async fn a_flush_of_1000_intents_is_one_round_trip_and_lands_1000_jobs_with_thei
     let first_ready: Vec<String> = conn.zrange(&scheduled, 0, 0).await.unwrap();
     assert_eq!(first_ready, [report.receipts()[1].job_id.clone()]);
     for receipt in &report.receipts()[..3] {
-        assert_eq!((receipt.task, receipt.queue.as_str()), ("note", queue.as_str()));
+        assert_eq!(
+            (receipt.task, receipt.queue.as_str()),
+            ("note", queue.as_str())
+        );
         let max: u32 = conn
             .hget(format!("{queue}:meta:{}", receipt.job_id), "max_attempts")
             .await
@@ -252,8 +261,14 @@ async fn intents_go_to_their_own_queues_one_push_each() {
         .unwrap();
     let queues: Vec<_> = receipts.iter().map(|r| r.queue.as_str()).collect();
     assert_eq!(queues, [mail.as_str(), mail.as_str(), other.as_str()]);
-    let mail_jobs: Vec<String> = conn.zrange(format!("{mail}:scheduled"), 0, -1).await.unwrap();
-    assert_eq!(mail_jobs, [receipts[0].job_id.clone(), receipts[1].job_id.clone()]);
+    let mail_jobs: Vec<String> = conn
+        .zrange(format!("{mail}:scheduled"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(
+        mail_jobs,
+        [receipts[0].job_id.clone(), receipts[1].job_id.clone()]
+    );
     let other_jobs: usize = conn.zcard(format!("{other}:scheduled")).await.unwrap();
     assert_eq!(other_jobs, 1);
 }
@@ -301,8 +316,15 @@ async fn the_worker_runs_each_job_once_dispatches_follow_ups_and_retries_up_to_m
         let dead = format!("{queue}:dead");
         let mut conn = conn.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !conn.sismember::<_, _, bool>(&dead, &failing_id).await.unwrap() {
-            assert!(tokio::time::Instant::now() < deadline, "the failed job is recorded dead");
+        while !conn
+            .sismember::<_, _, bool>(&dead, &failing_id)
+            .await
+            .unwrap()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the failed job is recorded dead"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // No third attempt comes.
@@ -338,11 +360,23 @@ async fn bad_jobs_fail_permanently_with_a_clear_error_and_the_worker_goes_on() {
     let huge = "x".repeat(10 * 1024 * 1024);
     let jobs = vec![
         raw(envelope("no_such_task", serde_json::json!({})), "unknown"),
-        raw(envelope("note", serde_json::json!({"run": 5, "label": "x"})), "wrong-type"),
+        raw(
+            envelope("note", serde_json::json!({"run": 5, "label": "x"})),
+            "wrong-type",
+        ),
         raw(b"this is not json".to_vec(), "not-json"),
-        raw(envelope("note", serde_json::json!({"run": run, "label": huge})), "huge"),
-        raw(envelope("panics", serde_json::json!({"run": run})), "panics"),
-        raw(envelope("note", serde_json::json!({"run": run, "label": "good"})), "good"),
+        raw(
+            envelope("note", serde_json::json!({"run": run, "label": huge})),
+            "huge",
+        ),
+        raw(
+            envelope("panics", serde_json::json!({"run": run})),
+            "panics",
+        ),
+        raw(
+            envelope("note", serde_json::json!({"run": run, "label": "good"})),
+            "good",
+        ),
     ];
     apalis_redis::queries::push_tasks(&mut conn, &config, &jobs)
         .await
@@ -352,30 +386,45 @@ async fn bad_jobs_fail_permanently_with_a_clear_error_and_the_worker_goes_on() {
     let dead = format!("{queue}:dead");
     let mut watch = conn.clone();
     with_worker(worker, async {
-        eventually(20, "the good job", || runs(&run).contains(&"good".to_owned())).await;
+        eventually(20, "the good job", || {
+            runs(&run).contains(&"good".to_owned())
+        })
+        .await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let count: usize = watch.scard(&dead).await.unwrap();
             if count == 4 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "4 dead jobs, found {count}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "4 dead jobs, found {count}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
 
     let expect = [
-        ("unknown", vec!["no task named `no_such_task`", "known tasks:"]),
+        (
+            "unknown",
+            vec!["no task named `no_such_task`", "known tasks:"],
+        ),
         (
             "wrong-type",
-            vec!["payload for task `note` does not match", "invalid type: integer `5`"],
+            vec![
+                "payload for task `note` does not match",
+                "invalid type: integer `5`",
+            ],
         ),
         ("not-json", vec!["not an airlock envelope", "expected"]),
         ("huge", vec!["task `note`", "over this worker's limit"]),
     ];
     for (id, phrases) in expect {
-        assert!(conn.sismember::<_, _, bool>(&dead, id).await.unwrap(), "{id} is dead");
+        assert!(
+            conn.sismember::<_, _, bool>(&dead, id).await.unwrap(),
+            "{id} is dead"
+        );
         let result = job_result(&mut conn, &queue, id).await;
         for phrase in phrases {
             assert!(result.contains(phrase), "{id}: {result:?} lacks {phrase:?}");
@@ -383,7 +432,10 @@ async fn bad_jobs_fail_permanently_with_a_clear_error_and_the_worker_goes_on() {
     }
     // A panic is a failure (retried), never a crash of the worker.
     let result = job_result(&mut conn, &queue, "panics").await;
-    assert!(result.contains("task `panics` panicked: kaboom"), "{result}");
+    assert!(
+        result.contains("task `panics` panicked: kaboom"),
+        "{result}"
+    );
     assert!(runs(&run).contains(&"panic".to_owned()));
 }
 
@@ -410,7 +462,10 @@ async fn a_portable_block_tasks_policy_travels_with_the_job_and_its_follow_ups()
         .queue(queue.clone())
         .executor(executor);
     with_worker(worker, async {
-        eventually(20, "the audit note", || runs(&run).contains(&"audit".to_owned())).await;
+        eventually(20, "the audit note", || {
+            runs(&run).contains(&"audit".to_owned())
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     })
     .await;
@@ -455,7 +510,14 @@ struct PrivateRedis {
 impl PrivateRedis {
     fn start_on(port: u16) -> Self {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
@@ -467,7 +529,10 @@ impl PrivateRedis {
             });
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         PrivateRedis { port, child }
@@ -536,7 +601,10 @@ async fn redis_stopped_before_a_flush_hands_back_every_intent_and_the_worker_rec
             .unwrap_err();
         let source = std::error::Error::source(&error).map(ToString::to_string);
         let message = source.unwrap_or_default();
-        assert!(message.contains("did not confirm the push of 3 job(s)"), "{message}");
+        assert!(
+            message.contains("did not confirm the push of 3 job(s)"),
+            "{message}"
+        );
         let handed_back = error.into_undispatched();
         let labels: Vec<_> = handed_back
             .iter()
@@ -562,13 +630,19 @@ async fn redis_stopped_before_a_flush_hands_back_every_intent_and_the_worker_rec
             match result {
                 Ok(()) => break,
                 Err(error) => {
-                    assert!(tokio::time::Instant::now() < deadline, "no reconnection: {error}");
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no reconnection: {error}"
+                    );
                     again = error.into_undispatched();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
-        eventually(30, "the handed-back jobs after the restart", || runs(&run).len() == 4).await;
+        eventually(30, "the handed-back jobs after the restart", || {
+            runs(&run).len() == 4
+        })
+        .await;
         // `_restarted` is stopped when this block ends, after the worker saw the jobs.
         drop(_restarted);
     })

@@ -81,7 +81,10 @@ async fn setup(what: &str) -> Option<(PgPool, String)> {
 
 async fn drop_schema(pool: &PgPool, schema: &str) {
     let sql = format!("DROP SCHEMA \"{schema}\" CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 fn worker(pool: &PgPool, schema: &str) -> Worker {
@@ -112,12 +115,24 @@ async fn with_worker<F: Future<Output = ()>>(worker: Worker, body: F) {
 async fn eventually(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-type Row = (String, serde_json::Value, i16, i16, i16, Option<String>, Option<String>, f64);
+type Row = (
+    String,
+    serde_json::Value,
+    i16,
+    i16,
+    i16,
+    Option<String>,
+    Option<String>,
+    f64,
+);
 
 /// identifier, payload, max_attempts, priority, attempts, key, last_error,
 /// seconds until run_at.
@@ -136,7 +151,9 @@ async fn jobs(pool: &PgPool, schema: &str) -> Vec<Row> {
 
 #[tokio::test]
 async fn a_flush_of_1000_intents_is_one_statement_and_lands_1000_jobs_with_their_options() {
-    let Some((pool, schema)) = setup("flush").await else { return };
+    let Some((pool, schema)) = setup("flush").await else {
+        return;
+    };
     let executor = GraphileExecutor::new(pool.clone()).schema(schema.as_str());
     let run = unique("run");
     let mut scope = Scope::new().executor(executor).enter().unwrap();
@@ -171,13 +188,26 @@ async fn a_flush_of_1000_intents_is_one_statement_and_lands_1000_jobs_with_their
 
     let rows = jobs(&pool, &schema).await;
     assert_eq!(rows.len(), 1000);
-    for (i, (identifier, payload, max_attempts, priority, _, key, _, wait)) in rows.iter().enumerate() {
+    for (i, (identifier, payload, max_attempts, priority, _, key, _, wait)) in
+        rows.iter().enumerate()
+    {
         assert_eq!(identifier, "note");
-        assert_eq!(payload["label"], i.to_string(), "payload as is, in flush order");
-        assert_eq!(payload.as_object().unwrap().len(), 2, "nothing added to the payload");
+        assert_eq!(
+            payload["label"],
+            i.to_string(),
+            "payload as is, in flush order"
+        );
+        assert_eq!(
+            payload.as_object().unwrap().len(),
+            2,
+            "nothing added to the payload"
+        );
         assert_eq!(*max_attempts, 7);
         let expected_priority = if i == 1 { i16::MIN } else { -3 };
-        assert_eq!(*priority, expected_priority, "higher airlock priority = lower graphile");
+        assert_eq!(
+            *priority, expected_priority,
+            "higher airlock priority = lower graphile"
+        );
         assert_eq!(key.as_deref(), (i == 1).then_some("the-one"));
         if i % 2 == 0 {
             assert!((3500.0..=3600.0).contains(wait), "delayed: {wait}");
@@ -186,7 +216,8 @@ async fn a_flush_of_1000_intents_is_one_statement_and_lands_1000_jobs_with_their
         }
     }
     // `queue` is not graphile's serial `queue_name` unless asked.
-    let sql = format!("SELECT count(*) FROM \"{schema}\"._private_jobs WHERE job_queue_id IS NOT NULL");
+    let sql =
+        format!("SELECT count(*) FROM \"{schema}\"._private_jobs WHERE job_queue_id IS NOT NULL");
     let (serial,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_one(&pool)
         .await
@@ -197,13 +228,18 @@ async fn a_flush_of_1000_intents_is_one_statement_and_lands_1000_jobs_with_their
         .iter()
         .map(|r| r.job_id.parse().unwrap())
         .collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "receipts in flush order");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "receipts in flush order"
+    );
     drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]
 async fn queue_becomes_queue_name_only_when_asked() {
-    let Some((pool, schema)) = setup("queue_name").await else { return };
+    let Some((pool, schema)) = setup("queue_name").await else {
+        return;
+    };
     let executor = GraphileExecutor::new(pool.clone())
         .schema(schema.as_str())
         .queue_as_queue_name();
@@ -212,7 +248,9 @@ async fn queue_becomes_queue_name_only_when_asked() {
         label: "y".into(),
     };
     let receipts = executor
-        .add(vec![Intent::new(note).with_options(DispatchOptions::new().queue("serial"))])
+        .add(vec![
+            Intent::new(note).with_options(DispatchOptions::new().queue("serial")),
+        ])
         .await
         .unwrap();
     assert_eq!(receipts[0].queue, "serial");
@@ -230,7 +268,9 @@ async fn queue_becomes_queue_name_only_when_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_runs_each_job_once_dispatches_follow_ups_and_retries_up_to_max_attempts() {
-    let Some((pool, schema)) = setup("e2e").await else { return };
+    let Some((pool, schema)) = setup("e2e").await else {
+        return;
+    };
     let executor = GraphileExecutor::new(pool.clone()).schema(schema.as_str());
     let run = unique("run");
     let failing_run = format!("{run}-failing");
@@ -275,14 +315,23 @@ async fn the_worker_runs_each_job_once_dispatches_follow_ups_and_retries_up_to_m
     assert_eq!((*attempts, *max_attempts), (2, 2));
     let last_error = last_error.as_deref().unwrap();
     assert!(last_error.contains("always_fails"), "{last_error}");
-    assert!(last_error.contains("the mail server said no"), "{last_error}");
-    assert_eq!(rows.len(), 1, "completed jobs are deleted, the failed one stays");
+    assert!(
+        last_error.contains("the mail server said no"),
+        "{last_error}"
+    );
+    assert_eq!(
+        rows.len(),
+        1,
+        "completed jobs are deleted, the failed one stays"
+    );
     drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on() {
-    let Some((pool, schema)) = setup("bad").await else { return };
+    let Some((pool, schema)) = setup("bad").await else {
+        return;
+    };
     let utils = graphile_worker::WorkerUtils::new(pool.clone(), schema.as_str());
     let run = unique("run");
     let spec = graphile_worker::JobSpec::default;
@@ -292,7 +341,11 @@ async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on
         .unwrap();
     let huge = "x".repeat(10 * 1024 * 1024);
     utils
-        .add_raw_job("note", serde_json::json!({"run": run, "label": huge}), spec())
+        .add_raw_job(
+            "note",
+            serde_json::json!({"run": run, "label": huge}),
+            spec(),
+        )
         .await
         .unwrap();
     utils
@@ -300,15 +353,26 @@ async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on
         .await
         .unwrap();
     utils
-        .add_raw_job("note", serde_json::json!({"run": run, "label": "good"}), spec())
+        .add_raw_job(
+            "note",
+            serde_json::json!({"run": run, "label": "good"}),
+            spec(),
+        )
         .await
         .unwrap();
 
     let startup = worker(&pool, &schema).check().await.unwrap();
-    assert_eq!(startup.unknown, ["no_such_task"], "unhandled identifiers are reported");
+    assert_eq!(
+        startup.unknown,
+        ["no_such_task"],
+        "unhandled identifiers are reported"
+    );
 
     with_worker(worker(&pool, &schema), async {
-        eventually(30, "the good job", || runs(&run).contains(&"good".to_owned())).await;
+        eventually(30, "the good job", || {
+            runs(&run).contains(&"good".to_owned())
+        })
+        .await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let failed = jobs(&pool, &schema)
@@ -319,7 +383,10 @@ async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on
             if failed == 2 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "2 failed jobs, found {failed}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "2 failed jobs, found {failed}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -332,8 +399,14 @@ async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on
         .collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     let (wrong_type, attempts, max) = errors[0];
-    assert!(wrong_type.contains("payload for task `note` does not match"), "{wrong_type}");
-    assert!(wrong_type.contains("invalid type: integer `5`"), "{wrong_type}");
+    assert!(
+        wrong_type.contains("payload for task `note` does not match"),
+        "{wrong_type}"
+    );
+    assert!(
+        wrong_type.contains("invalid type: integer `5`"),
+        "{wrong_type}"
+    );
     assert_eq!(attempts, max, "a permanent failure is not retried");
     let (too_big, attempts, max) = errors[1];
     assert!(too_big.contains("task `note`") && too_big.contains("over this worker's limit"));
@@ -346,7 +419,9 @@ async fn bad_payloads_fail_permanently_with_a_clear_error_and_the_worker_goes_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portable_block_tasks_policy_travels_with_the_job_and_its_follow_ups() {
-    let Some((pool, schema)) = setup("policy").await else { return };
+    let Some((pool, schema)) = setup("policy").await else {
+        return;
+    };
     let executor = GraphileExecutor::new(pool.clone()).schema(schema.as_str());
     let run = unique("run");
     let no_email = PortablePolicy::block_tasks(["send_email"]);
@@ -373,8 +448,15 @@ async fn a_portable_block_tasks_policy_travels_with_the_job_and_its_follow_ups()
     with_worker(only_reprocess, async {
         eventually(30, "the reprocessing", || runs(&run) == ["reprocess"]).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while jobs(&pool, &schema).await.iter().any(|row| row.0 == "reprocess") {
-            assert!(tokio::time::Instant::now() < deadline, "reprocess completes");
+        while jobs(&pool, &schema)
+            .await
+            .iter()
+            .any(|row| row.0 == "reprocess")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "reprocess completes"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -389,7 +471,10 @@ async fn a_portable_block_tasks_policy_travels_with_the_job_and_its_follow_ups()
         "the follow-up carries the policy on"
     );
     with_worker(worker(&pool, &schema), async {
-        eventually(30, "the audit note", || runs(&run).contains(&"audit".to_owned())).await;
+        eventually(30, "the audit note", || {
+            runs(&run).contains(&"audit".to_owned())
+        })
+        .await;
     })
     .await;
     drop_schema(&pool, &schema).await;
@@ -397,7 +482,9 @@ async fn a_portable_block_tasks_policy_travels_with_the_job_and_its_follow_ups()
 
 #[tokio::test]
 async fn a_flush_without_a_database_hands_back_every_intent() {
-    let Some((pool, schema)) = setup("fault").await else { return };
+    let Some((pool, schema)) = setup("fault").await else {
+        return;
+    };
     let closed = PgPool::connect_lazy_with(pool.connect_options().as_ref().clone());
     closed.close().await;
     let executor = GraphileExecutor::new(closed).schema(schema.as_str());
@@ -416,7 +503,10 @@ async fn a_flush_without_a_database_hands_back_every_intent() {
         .unwrap_err();
     let source = std::error::Error::source(&error).map(ToString::to_string);
     let message = source.unwrap_or_default();
-    assert!(message.contains("graphile_worker did not add the 3 job(s)"), "{message}");
+    assert!(
+        message.contains("graphile_worker did not add the 3 job(s)"),
+        "{message}"
+    );
     assert_eq!(error.into_undispatched().len(), 3);
     assert!(jobs(&pool, &schema).await.is_empty());
     drop_schema(&pool, &schema).await;

@@ -12,7 +12,10 @@ use airlock_tests::{Log, Record};
 /// Records, per dispatched intent, the portable policy that travels with it,
 /// and hands out a receipt per intent.
 #[derive(Clone, Default)]
-struct Queue(Arc<Mutex<Vec<(String, Option<PortablePolicy>)>>>);
+struct Queue(Arc<Mutex<Vec<Seen>>>);
+
+/// A dispatched intent's label and the policy that travelled with it.
+type Seen = (String, Option<PortablePolicy>);
 
 impl Executor for Queue {
     fn dispatch(&self, intents: Intents) -> Dispatch {
@@ -20,7 +23,9 @@ impl Executor for Queue {
         let mut seen = self.0.lock().unwrap();
         let mut receipts = Vec::new();
         for intent in &intents {
-            let label = intent.payload::<Record>().map_or("?".into(), |r| r.label.clone());
+            let label = intent
+                .payload::<Record>()
+                .map_or("?".into(), |r| r.label.clone());
             receipts.push(Receipt {
                 task: intent.name(),
                 queue: "q".into(),
@@ -34,7 +39,7 @@ impl Executor for Queue {
 }
 
 impl Queue {
-    fn seen(&self) -> Vec<(String, Option<PortablePolicy>)> {
+    fn seen(&self) -> Vec<Seen> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -53,16 +58,25 @@ fn the_json_form_is_small_and_round_trips() {
             r#"{"block_tasks":{"names":["a","b"],"reject":true}}"#,
         ),
         (
-            PortablePolicy::All(vec![PortablePolicy::DropAll, PortablePolicy::AssertNoEffects]),
+            PortablePolicy::All(vec![
+                PortablePolicy::DropAll,
+                PortablePolicy::AssertNoEffects,
+            ]),
             r#"{"all":["drop_all","assert_no_effects"]}"#,
         ),
     ];
     for (policy, json) in cases {
         assert_eq!(serde_json::to_string(&policy).unwrap(), json);
-        assert_eq!(serde_json::from_str::<PortablePolicy>(json).unwrap(), policy);
+        assert_eq!(
+            serde_json::from_str::<PortablePolicy>(json).unwrap(),
+            policy
+        );
     }
     assert_eq!(PortablePolicy::from(DropAll), PortablePolicy::DropAll);
-    assert_eq!(PortablePolicy::from(AssertNoEffects), PortablePolicy::AssertNoEffects);
+    assert_eq!(
+        PortablePolicy::from(AssertNoEffects),
+        PortablePolicy::AssertNoEffects
+    );
 }
 
 #[test]
@@ -116,7 +130,10 @@ fn only_portable_policies_travel_and_the_flushing_scope_attaches_its_own() {
         .unwrap();
     assert_eq!(
         queue.seen(),
-        [("plain".into(), None), ("tuple".into(), Some(no_other.clone()))]
+        [
+            ("plain".into(), None),
+            ("tuple".into(), Some(no_other.clone()))
+        ]
     );
 }
 
@@ -152,7 +169,11 @@ fn a_flush_report_lists_the_receipts_the_executor_recorded() {
     airlock::enqueue(log.record("two")).unwrap();
     scope.exit().unwrap();
     let report = scope.flush().unwrap();
-    let ids: Vec<_> = report.receipts().iter().map(|r| r.job_id.as_str()).collect();
+    let ids: Vec<_> = report
+        .receipts()
+        .iter()
+        .map(|r| r.job_id.as_str())
+        .collect();
     assert_eq!(ids, ["job-0", "job-1"]);
     assert_eq!(report.receipts()[0].task, "record");
 

@@ -196,7 +196,9 @@ impl Policy for PortablePolicy {
             )),
             PortablePolicy::BlockTasks { .. } => Ok(()),
             PortablePolicy::All(members) => members.iter().try_for_each(|p| p.rejected_by(intent)),
-            builtin => builtin.as_policy().map_or(Ok(()), |p| p.rejected_by(intent)),
+            builtin => builtin
+                .as_policy()
+                .map_or(Ok(()), |p| p.rejected_by(intent)),
         }
     }
 

@@ -123,7 +123,11 @@ async fn graphile_enqueue(pool: &PgPool, schema: &str, rounds: usize) -> (Durati
         let start = Instant::now();
         for n in 0..INTENTS as u64 {
             utils
-                .add_raw_job("bench_empty", serde_json::json!({ "n": n }), JobSpec::default())
+                .add_raw_job(
+                    "bench_empty",
+                    serde_json::json!({ "n": n }),
+                    JobSpec::default(),
+                )
                 .await
                 .expect("graphile add_raw_job");
         }
@@ -141,13 +145,20 @@ async fn clear_redis(conn: &ConnectionManager, queue: &str) {
         .await
         .expect("KEYS");
     if !keys.is_empty() {
-        let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.expect("DEL");
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
     }
 }
 
 async fn truncate_jobs(pool: &PgPool, schema: &str) {
     let sql = format!("DELETE FROM \"{schema}\"._private_jobs");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.expect("delete jobs");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .expect("delete jobs");
 }
 
 async fn wait_for(count: usize) {
@@ -201,19 +212,22 @@ async fn apalis_workers(conn: &ConnectionManager, rounds: usize) -> (f64, f64) {
         clear_redis(conn, &queue).await;
 
         let queue = unique("theirs");
-        let mut storage: RedisStorage<Empty> = RedisStorage::new(conn.clone())
-            .with_config(apalis_redis::Config::default().queue(&queue).batch_size(100));
+        let mut storage: RedisStorage<Empty> = RedisStorage::new(conn.clone()).with_config(
+            apalis_redis::Config::default()
+                .queue(&queue)
+                .batch_size(100),
+        );
         for n in 0..JOBS as u64 {
             storage.push(Empty { n }).await.expect("push");
         }
         theirs.push(
             drain(|stopped| async move {
-                let worker = WorkerBuilder::new(unique("native"))
-                    .backend(storage)
-                    .build(|job: Empty| async move {
+                let worker = WorkerBuilder::new(unique("native")).backend(storage).build(
+                    |job: Empty| async move {
                         let _ = job.run().wait();
                         Ok::<(), BoxDynError>(())
-                    });
+                    },
+                );
                 worker
                     .run_until(async move {
                         let _ = stopped.await;
@@ -300,7 +314,9 @@ async fn main() {
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let pg_url = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let conn = apalis_redis::connect(redis_url.as_str()).await.expect("Redis is up");
+    let conn = apalis_redis::connect(redis_url.as_str())
+        .await
+        .expect("Redis is up");
     let pool = PgPool::connect(&pg_url).await.expect("Postgres is up");
     let schema = unique("graphile");
     WorkerUtils::new(pool.clone(), schema.as_str())
@@ -336,5 +352,8 @@ async fn main() {
         ours / theirs
     );
     let sql = format!("DROP SCHEMA \"{schema}\" CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("drop schema");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .expect("drop schema");
 }

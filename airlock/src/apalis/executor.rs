@@ -165,7 +165,8 @@ where
                 .iter()
                 .map(|&i| prepared[i].task.take().expect("each job is pushed once"))
                 .collect();
-            if let Err(error) = apalis_redis::queries::push_tasks(&mut conn, &config, &tasks).await {
+            if let Err(error) = apalis_redis::queries::push_tasks(&mut conn, &config, &tasks).await
+            {
                 let message = format!(
                     "Redis did not confirm the push of {} job(s) to apalis queue `{queue}`: \
                      {error}",
@@ -201,10 +202,16 @@ where
             task = task.max_attempts(max_attempts as usize);
         }
         if let Some(delay) = options.delay {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             task = task.run_at_timestamp((now + delay).as_secs());
         }
-        if let Some(key) = options.extras.get("idempotency_key").and_then(|k| k.as_str()) {
+        if let Some(key) = options
+            .extras
+            .get("idempotency_key")
+            .and_then(|k| k.as_str())
+        {
             task = task.idempotency_key(key);
         }
         Ok(Prepared {

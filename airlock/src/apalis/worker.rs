@@ -216,10 +216,14 @@ async fn consume(
         let handler_shared = shared.clone();
         let worker = WorkerBuilder::new(format!("{name}-{run}"))
             .backend(backend)
-            .build(move |job: Vec<u8>, attempt: Attempt| -> crate::BoxFuture<Result<(), BoxDynError>> {
-                let shared = handler_shared.clone();
-                Box::pin(async move { handle(&shared, &job, attempt.current()).await })
-            });
+            .build(
+                move |job: Vec<u8>,
+                      attempt: Attempt|
+                      -> crate::BoxFuture<Result<(), BoxDynError>> {
+                    let shared = handler_shared.clone();
+                    Box::pin(async move { handle(&shared, &job, attempt.current()).await })
+                },
+            );
         let mut signal = stopped.clone();
         let result = worker
             .run_until(async move {
@@ -273,7 +277,10 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
             "this worker does not handle task `{task}` (see `Worker::tasks`)"
         )));
     }
-    let max_attempts = envelope.options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let max_attempts = envelope
+        .options
+        .max_attempts
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let intent = match crate::registry::decode(task, envelope.payload.get()) {
         Ok(intent) => intent,
         Err(error) => return Err(abort(job::chain(&error))),

@@ -96,7 +96,11 @@ impl GraphileExecutor {
             .collect()
     }
 
-    fn spec(&self, intent: &Intent, now: chrono::DateTime<chrono::Utc>) -> serde_json::Result<Spec> {
+    fn spec(
+        &self,
+        intent: &Intent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> serde_json::Result<Spec> {
         let options = intent.options();
         let mut payload = intent.to_json()?;
         if let (Some(policy), serde_json::Value::Object(fields)) =
@@ -104,7 +108,13 @@ impl GraphileExecutor {
         {
             fields.insert(POLICY_KEY.to_owned(), serde_json::to_value(policy)?);
         }
-        let extra = |key: &str| options.extras.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let extra = |key: &str| {
+            options
+                .extras
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
         let queue_name = extra("queue_name").or_else(|| {
             self.queue_as_queue_name
                 .then(|| options.queue.as_deref().map(str::to_owned))
@@ -149,18 +159,20 @@ impl GraphileExecutor {
         })?;
         let json = serde_json::to_string(&specs).map_err(|error| error.to_string())?;
         // The schema is quoted by `quote_ident`; the data is bound.
-        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.as_str()))
-            .bind(json)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| {
-                format!(
-                    "graphile_worker did not add the {} job(s) of this flush (schema `{}`; is it \
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+            self.sql.as_str(),
+        ))
+        .bind(json)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| {
+            format!(
+                "graphile_worker did not add the {} job(s) of this flush (schema `{}`; is it \
                      migrated?): {error}",
-                    specs.len(),
-                    self.schema
-                )
-            })?;
+                specs.len(),
+                self.schema
+            )
+        })?;
         Ok(receipts(&specs, rows))
     }
 }
@@ -169,7 +181,10 @@ impl GraphileExecutor {
 /// others in order. A keyed job whose pending twin is locked (running) is not
 /// returned and gets no receipt.
 fn receipts(specs: &[Spec], rows: Vec<(i64, Option<String>)>) -> Vec<Receipt> {
-    let mut unkeyed = rows.iter().filter(|(_, key)| key.is_none()).map(|(id, _)| *id);
+    let mut unkeyed = rows
+        .iter()
+        .filter(|(_, key)| key.is_none())
+        .map(|(id, _)| *id);
     specs
         .iter()
         .filter_map(|spec| {

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use graphile_worker::{IntoTaskHandlerResult, JobDefinition, TaskHandler, WorkerContext, WorkerOptions};
+use graphile_worker::{
+    IntoTaskHandlerResult, JobDefinition, TaskHandler, WorkerContext, WorkerOptions,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -37,11 +39,8 @@ pub struct Job<T> {
 impl<T: Task> TaskHandler for Job<T> {
     const IDENTIFIER: &'static str = T::NAME;
 
-    fn run(
-        self,
-        ctx: WorkerContext,
-    ) -> impl Future<Output = impl IntoTaskHandlerResult> + Send + 'static {
-        async move { handle::<T>(self.payload, ctx).await }
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        handle::<T>(self.payload, ctx).await
     }
 }
 
@@ -64,11 +63,16 @@ struct Shared {
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
-async fn handle<T: Task>(mut payload: serde_json::Value, ctx: WorkerContext) -> Result<(), Failure> {
+async fn handle<T: Task>(
+    mut payload: serde_json::Value,
+    ctx: WorkerContext,
+) -> Result<(), Failure> {
     let shared = ctx.get_ext::<Arc<Shared>>().cloned();
     let max_payload_bytes = shared
         .as_ref()
@@ -87,12 +91,17 @@ async fn handle<T: Task>(mut payload: serde_json::Value, ctx: WorkerContext) -> 
         }
         let policy = match payload.as_object_mut().and_then(|p| p.remove(POLICY_KEY)) {
             None => None,
-            Some(policy) => Some(serde_json::from_value::<PortablePolicy>(policy).map_err(|error| {
-                JobError::Permanent(
-                    format!("the policy that travelled with task `{}` is malformed: {error}", T::NAME)
+            Some(policy) => Some(serde_json::from_value::<PortablePolicy>(policy).map_err(
+                |error| {
+                    JobError::Permanent(
+                        format!(
+                            "the policy that travelled with task `{}` is malformed: {error}",
+                            T::NAME
+                        )
                         .into(),
-                )
-            })?),
+                    )
+                },
+            )?),
         };
         let task = serde_json::from_value::<T>(payload).map_err(|source| {
             JobError::Permanent(Box::new(RegistryError::Payload {
@@ -125,7 +134,11 @@ async fn give_up(ctx: &WorkerContext, shared: Option<&Shared>) {
         "UPDATE {}._private_jobs SET max_attempts = attempts WHERE id = $1",
         quote_ident(schema)
     );
-    if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ctx.job().id()).execute(ctx.pg_pool()).await {
+    if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ctx.job().id())
+        .execute(ctx.pg_pool())
+        .await
+    {
         tracing::error!(
             target: "airlock",
             job = ctx.job().id(),
