@@ -71,8 +71,9 @@
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
 //! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
-//! - `apalis-redis`: [`apalis`](crate::apalis)'s executor and worker on Redis.
-//! - `graphile`: [`graphile`](crate::graphile)_worker's executor and worker on Postgres.
+//! - `apalis-redis`: [`apalis`], an executor and a worker for apalis on Redis.
+//! - `graphile`: [`graphile`], an executor and a worker for graphile_worker on
+//!   Postgres.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apalis-redis")]
