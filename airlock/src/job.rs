@@ -10,26 +10,16 @@ use std::task::{Context, Poll};
 
 use crate::{BoxError, Error, Executor, Intent, PortablePolicy, Scope, registry};
 
-/// How a job ended badly.
-#[derive(Debug)]
-pub(crate) enum JobError {
-    /// Retrying cannot help: unknown name, malformed payload. The task did
-    /// not run.
-    Permanent(BoxError),
-    /// The task failed, panicked, or what it enqueued could not be
-    /// dispatched: the engine may try again.
-    Failed(BoxError),
-}
-
 /// Runs `intent` as a job in a fresh scope with `policy` (a portable policy
 /// that travelled with the job) and `executor` (where what the job enqueues
 /// goes; the defaults' executor when `None`). What the task enqueues escapes
-/// only if it succeeds.
+/// only if it succeeds. An error is a failure the engine may retry: the
+/// task failed or panicked, or what it enqueued could not be dispatched.
 pub(crate) async fn run_intent(
     intent: Intent,
     policy: Option<PortablePolicy>,
     executor: Option<&Arc<dyn Executor>>,
-) -> Result<(), JobError> {
+) -> Result<(), BoxError> {
     let name = intent.name();
     let mut scope = Scope::new();
     if let Some(policy) = policy {
@@ -47,10 +37,10 @@ pub(crate) async fn run_intent(
     });
     match (CatchUnwind { inner: body }).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(JobError::Failed(Box::new(error))),
+        Ok(Err(error)) => Err(Box::new(error)),
         Err(panic) => {
             let message = format!("task `{name}` panicked: {}", panic_message(&*panic));
-            Err(JobError::Failed(Box::new(Message(message))))
+            Err(Box::new(Message(message)))
         }
     }
 }

@@ -11,7 +11,7 @@
 //!    interleaved, ROUNDS times (default 5); medians.
 //! 2. Workers: 2,000 jobs of an empty task drained by airlock's worker
 //!    against the engine's own worker running the same empty handler; jobs/s,
-//!    interleaved, medians.
+//!    interleaved, ROUNDS times; medians.
 //!
 //! Reads `AIRLOCK_TEST_REDIS_URL` and `AIRLOCK_TEST_POSTGRES_URL` (the test
 //! defaults); uses its own queues and graphile schema and removes them.
@@ -339,7 +339,7 @@ async fn main() {
         ms(theirs),
         ms(theirs) / ms(ours)
     );
-    let worker_rounds = rounds.min(3);
+    let worker_rounds = rounds;
     println!("{JOBS} empty jobs per worker run, medians of {worker_rounds} interleaved rounds");
     let (ours, theirs) = apalis_workers(&conn, worker_rounds).await;
     println!(

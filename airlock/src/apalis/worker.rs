@@ -8,7 +8,7 @@ use apalis::prelude::{AbortError, Attempt, BackendExt, BoxDynError, Codec, Worke
 use apalis_redis::{ConnectionManager, RedisStorage};
 
 use super::DEFAULT_QUEUE;
-use crate::job::{self, JobError, Message, Startup};
+use crate::job::{self, Message, Startup};
 use crate::registry::RegistryError;
 use crate::{Executor, PortablePolicy};
 
@@ -287,12 +287,11 @@ async fn handle(shared: &Shared, job: &[u8], attempt: usize) -> Result<(), BoxDy
     };
     match job::run_intent(intent, envelope.policy, shared.executor.as_ref()).await {
         Ok(()) => Ok(()),
-        Err(JobError::Permanent(error)) => Err(abort(job::chain(&*error))),
-        Err(JobError::Failed(error)) if attempt >= max_attempts as usize => Err(abort(format!(
+        Err(error) if attempt >= max_attempts as usize => Err(abort(format!(
             "gave up after attempt {attempt} of {max_attempts}: {}",
             job::chain(&*error)
         ))),
-        Err(JobError::Failed(error)) => Err(Box::new(Message(job::chain(&*error)))),
+        Err(error) => Err(Box::new(Message(job::chain(&*error)))),
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::executor::{POLICY_KEY, quote_ident};
-use crate::job::{self, JobError, Startup};
+use crate::job::{self, Startup};
 use crate::registry::RegistryError;
 use crate::{Executor, Intent, PortablePolicy, Task};
 
@@ -42,6 +42,14 @@ impl<T: Task> TaskHandler for Job<T> {
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         handle::<T>(self.payload, ctx).await
     }
+}
+
+/// How a job ended badly.
+enum Ended {
+    /// Retrying cannot help (malformed payload): the task did not run.
+    Permanent(crate::BoxError),
+    /// The task failed: graphile may retry it.
+    Failed(crate::BoxError),
 }
 
 /// The job's error as graphile records it in `last_error` (graphile formats
@@ -80,7 +88,7 @@ async fn handle<T: Task>(
     let result = async {
         let size = json_size(&payload);
         if size > max_payload_bytes {
-            return Err(JobError::Permanent(
+            return Err(Ended::Permanent(
                 format!(
                     "the payload for task `{}` is {size} bytes of JSON, over this worker's \
                      limit of {max_payload_bytes} (`Worker::max_payload_bytes`): it was not run",
@@ -93,7 +101,7 @@ async fn handle<T: Task>(
             None => None,
             Some(policy) => Some(serde_json::from_value::<PortablePolicy>(policy).map_err(
                 |error| {
-                    JobError::Permanent(
+                    Ended::Permanent(
                         format!(
                             "the policy that travelled with task `{}` is malformed: {error}",
                             T::NAME
@@ -104,19 +112,21 @@ async fn handle<T: Task>(
             )?),
         };
         let task = serde_json::from_value::<T>(payload).map_err(|source| {
-            JobError::Permanent(Box::new(RegistryError::Payload {
+            Ended::Permanent(Box::new(RegistryError::Payload {
                 task: T::NAME,
                 source,
             }))
         })?;
         let executor = shared.as_ref().and_then(|s| s.executor.as_ref());
-        job::run_intent(Intent::new(task), policy, executor).await
+        job::run_intent(Intent::new(task), policy, executor)
+            .await
+            .map_err(Ended::Failed)
     }
     .await;
     match result {
         Ok(()) => Ok(()),
-        Err(JobError::Failed(error)) => Err(Failure(job::chain(&*error))),
-        Err(JobError::Permanent(error)) => {
+        Err(Ended::Failed(error)) => Err(Failure(job::chain(&*error))),
+        Err(Ended::Permanent(error)) => {
             give_up(&ctx, shared.as_deref()).await;
             Err(Failure(format!(
                 "permanent failure, not retried: {}",
