@@ -461,3 +461,37 @@ async fn a_handle_carries_an_async_scope_into_spawned_tasks() {
     }
     assert_eq!(log.runs().len(), 2);
 }
+
+/// The report of an async flush that fails part way counts the intents
+/// dispatched before the failure, for synchronous and asynchronous tasks.
+#[tokio::test]
+async fn a_failed_async_flush_counts_what_was_dispatched() {
+    let log = Log::new();
+    let error = airlock::scope_async(async {
+        airlock::enqueue(log.record("a"))?;
+        airlock::enqueue(log.record("b"))?;
+        airlock::enqueue(log.fail("x"))?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap_err();
+    let Error::Dispatch(dispatch) = &error else {
+        panic!("expected a dispatch error, got {error:?}");
+    };
+    assert_eq!(dispatch.report().dispatched_count(), 2);
+
+    let error = airlock::scope_async(async {
+        airlock::enqueue(log.record_async("c"))?;
+        airlock::enqueue(log.record_async("d"))?;
+        airlock::enqueue(log.record_async("e"))?;
+        airlock::enqueue(log.fail("y"))?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap_err();
+    let Error::Dispatch(dispatch) = &error else {
+        panic!("expected a dispatch error, got {error:?}");
+    };
+    assert_eq!(dispatch.report().dispatched_count(), 3);
+    assert_eq!(log.runs(), ["a", "b", "x", "c", "d", "e", "y"]);
+}

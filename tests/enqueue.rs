@@ -537,3 +537,10 @@ fn dispatch_error_message_names_the_task_and_the_way_back() {
     );
     assert_eq!(log.runs(), ["ok", "boom"]);
 }
+
+/// `Error::task` names the task of a registry error too.
+#[test]
+fn error_task_names_the_task_of_a_registry_error() {
+    let error = Error::from(airlock::registry::lookup("no.such.task").unwrap_err());
+    assert_eq!(error.task(), Some("no.such.task"));
+}

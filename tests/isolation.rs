@@ -880,3 +880,37 @@ async fn panics_and_cancellations_leave_tasks_clean() {
         .unwrap();
     assert_eq!(log.runs(), ["after"]);
 }
+
+/// A handle taken inside a scope that is itself nested in `handle.run(..)`
+/// still sees the owner scope's policies: an `AssertNoEffects` two handles
+/// away rejects the enqueue.
+#[test]
+fn a_handle_taken_under_a_handle_keeps_the_owner_policies() {
+    let log = Log::new();
+    let result = Scope::new().policy(airlock::AssertNoEffects).run(|| {
+        let outer = airlock::handle()?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                outer.run(|| {
+                    airlock::scope(|| {
+                        let inner = airlock::handle()?;
+                        inner.enqueue(log.record("a"))
+                    })
+                })
+            })
+            .join()
+            .unwrap()
+        })
+    });
+    assert!(
+        matches!(
+            result,
+            Err(Error::PolicyViolation {
+                policy: "AssertNoEffects",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(log.runs().is_empty());
+}

@@ -774,3 +774,21 @@ fn custom_policy_sees_payloads() {
     assert_eq!(seen(&calls), ["+a", "+secret", "?a", "?secret", "?-"]);
     assert_eq!(log.runs(), ["a"]);
 }
+
+/// A `Vec` of policies is a policy of its own: its `allows`, `on_enqueue`
+/// and `name` combine its members'.
+#[test]
+fn a_vec_of_policies_answers_through_its_own_hooks() {
+    let log = Log::new();
+    let intent = Intent::new(log.record("a"));
+    let blocks: Vec<Box<dyn Policy>> =
+        vec![Box::new(AllowAll), Box::new(BlockTasks::of::<Record>())];
+    assert_eq!(blocks.name(), "policy list");
+    assert!(!blocks.allows(&intent));
+    assert!(blocks.on_enqueue(&intent).is_ok());
+    let allows: Vec<Box<dyn Policy>> = vec![Box::new(AllowAll), Box::new(AllowAll)];
+    assert!(allows.allows(&intent));
+    let rejects: Vec<Box<dyn Policy>> = vec![Box::new(AllowAll), Box::new(AssertNoEffects)];
+    assert!(rejects.on_enqueue(&intent).is_err());
+    assert!(!rejects.allows(&intent), "one member refusing is enough");
+}

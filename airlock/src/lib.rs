@@ -67,10 +67,37 @@
 //! - If the executor fails, the intents not dispatched are handed back in the
 //!   error ([`Error::into_undispatched`]).
 //!
+//! # What becomes of an intent
+//!
+//! Every intent that [`enqueue`] accepted ends in exactly one of these ways,
+//! and nothing is lost without a trace:
+//!
+//! | fate | where it shows |
+//! | --- | --- |
+//! | dispatched | [`FlushReport::dispatched_count`] (and, for imperative flushes, [`FlushReport::dispatched`]) |
+//! | dropped by a policy at flush | [`FlushReport::dropped`] names the task and the policy |
+//! | discarded with its scope (`Err`, a panic, cancellation) | a `scope discarded` `tracing` event with the count |
+//! | handed back to a caller | [`Error::into_undispatched`]: a failed flush's undispatched intents, the failed one first; an enqueue refused by no scope, a hook, a policy or an ended handle |
+//! | no caller can take it | the [undelivered hook](Undelivered) |
+//!
+//! The undelivered hook ([`Defaults::on_undelivered`]) receives the intents
+//! of a dispatch cancelled half way (the one running included), a task or
+//! executor that panicked mid-batch (for a custom executor, what remained in
+//! its [`Intents`]), a deferred [`Batch`] dropped unused, a scope that
+//! flushed after its body failed or panicked and whose flush failed, and
+//! what integrations lose after their caller is gone. The default hook logs
+//! each intent at `ERROR` with its task name and JSON payload, so it can be
+//! replayed. A task that panics under the inline executor is a failed task:
+//! its flush returns the error, it does not unwind.
+//!
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks and
+//!   drains them at shutdown. With it, a synchronous scope that must wait for
+//!   an async task inside a tokio runtime uses `block_in_place` on a
+//!   multi-thread runtime, and fails the flush (handing the task back) on a
+//!   current-thread one, where waiting would hang (see [`Run::wait`]).
 //! - `apalis-redis`: [`apalis`], an executor and a worker for apalis on Redis.
 //! - `graphile`: [`graphile`], an executor and a worker for graphile_worker on
 //!   Postgres.
@@ -80,11 +107,13 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "apalis-redis")))]
 pub mod apalis;
 mod block_on;
+mod buffer;
 mod call_display;
 mod config;
 mod context;
 mod error;
 pub mod executor;
+mod finite;
 mod future;
 #[cfg(feature = "graphile")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graphile")))]
@@ -101,6 +130,8 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+#[cfg(feature = "tokio")]
+mod tokio_executor;
 mod undelivered;
 
 #[doc(hidden)]
@@ -130,6 +161,8 @@ pub use crate::scope::{
     scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+#[cfg(feature = "tokio")]
+pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
@@ -165,17 +198,21 @@ pub use airlock_macros::{scoped, task};
 /// })?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
-#[inline]
+#[inline(always)]
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
-    let intent = intent.into();
-    let task = intent.name();
-    let mut intent = Some(intent);
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
+    let mut intent = Some(intent.into());
+    match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
         Ok(result) => result,
-        // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope {
-            task,
-            intent: Box::new(intent.expect("not taken: the context was gone")),
-        }),
+        Err(_) => no_scope_at_teardown(intent),
     }
+}
+
+/// The thread is shutting down: no scope can be current.
+#[cold]
+fn no_scope_at_teardown(intent: Option<Intent>) -> Result<()> {
+    let intent = intent.expect("airlock: the intent was taken by a context that was gone");
+    Err(Error::NoScope {
+        task: intent.name(),
+        intent: Box::new(intent),
+    })
 }
