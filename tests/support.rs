@@ -360,7 +360,6 @@ pub mod services {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         )
-
     }
 }
 
