@@ -384,7 +384,9 @@ fn a_panic_in_should_flush_closes_the_handles() {
         Scope::new()
             .kind(PanicsInShouldFlush)
             .run(|| -> airlock::Result<()> {
-                taken = Some(airlock::handle()?);
+                let handle = airlock::handle()?;
+                assert!(handle.is_open(), "open while its scope runs");
+                taken = Some(handle);
                 Ok(())
             })
     }));
@@ -393,6 +395,7 @@ fn a_panic_in_should_flush_closes_the_handles() {
     let mut scope = Scope::new().kind(PanicsInShouldFlush).enter().unwrap();
     let active = airlock::handle().unwrap();
     scope.exit().unwrap();
+    assert!(active.is_open(), "open until its scope ends");
     assert!(catch_unwind(AssertUnwindSafe(|| scope.flush())).is_err());
 
     for (name, handle) in [("closure", taken.expect("a handle")), ("active", active)] {
