@@ -269,6 +269,100 @@ impl airlock::Policy for Tag {
     }
 }
 
+/// Real services for the integration tests: where they are, and a clear
+/// failure when they are not there.
+pub mod services {
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// Whether `AIRLOCK_SKIP_SERVICES=1` asks to skip the tests that need
+    /// services.
+    pub fn skipped() -> bool {
+        std::env::var("AIRLOCK_SKIP_SERVICES").is_ok_and(|v| v == "1")
+    }
+
+    /// `AIRLOCK_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), checked to
+    /// be reachable; `None` when services are skipped.
+    ///
+    /// # Panics
+    ///
+    /// When Redis does not answer, with what to do about it.
+    pub fn redis_url() -> Option<String> {
+        if skipped() {
+            eprintln!("AIRLOCK_SKIP_SERVICES=1: skipping a test that needs Redis");
+            return None;
+        }
+        let url = std::env::var("AIRLOCK_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        if let Err(error) = reachable(&url, 6379) {
+            panic!(
+                "Redis is not reachable at {url} ({error}). Start it (`redis-server \
+                 --daemonize yes`, or `docker run -p 6379:6379 redis:7`), point \
+                 AIRLOCK_TEST_REDIS_URL at one, or set AIRLOCK_SKIP_SERVICES=1 to skip"
+            );
+        }
+        Some(url)
+    }
+
+    /// `AIRLOCK_TEST_POSTGRES_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/test`), checked to be reachable;
+    /// `None` when services are skipped.
+    ///
+    /// # Panics
+    ///
+    /// When Postgres does not answer, with what to do about it.
+    pub fn postgres_url() -> Option<String> {
+        if skipped() {
+            eprintln!("AIRLOCK_SKIP_SERVICES=1: skipping a test that needs Postgres");
+            return None;
+        }
+        let url = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        if let Err(error) = reachable(&url, 5432) {
+            panic!(
+                "Postgres is not reachable at {url} ({error}). Start it (`pg_ctlcluster 15 main \
+                 start`, or `docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust \
+                 postgres:15`), point AIRLOCK_TEST_POSTGRES_URL at one, or set \
+                 AIRLOCK_SKIP_SERVICES=1 to skip"
+            );
+        }
+        Some(url)
+    }
+
+    /// Connects a TCP socket to the host and port of `url`.
+    fn reachable(url: &str, default_port: u16) -> std::io::Result<()> {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
+        let address = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:{default_port}")
+        };
+        let address = address
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the host has no address"))?;
+        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map(drop)
+    }
+
+    /// A name unique to this test run (process, time, counter): a key prefix,
+    /// a queue, a schema.
+    pub fn unique(what: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!(
+            "airlock_test_{what}_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
 /// What one call of the undelivered hook received: its cause, the labels of
 /// its intents (as [`labels`] names them) and its error's message.
 #[derive(Clone, Debug, PartialEq, Eq)]

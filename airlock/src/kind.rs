@@ -244,6 +244,7 @@ pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -
     if intents.is_empty() {
         return Dispatch::Done(Ok(()));
     }
+    crate::receipt::clear();
     let intents = Intents::new(intents);
     match executor {
         Some(executor) => executor.dispatch(intents),
@@ -289,6 +290,10 @@ pub(crate) fn settle(
     mut report: FlushReport,
     result: std::result::Result<(), DispatchFailure>,
 ) -> Result<FlushReport> {
+    let receipts = crate::receipt::take();
+    if !receipts.is_empty() {
+        report.receipts = receipts;
+    }
     let failure = match result {
         Ok(()) => return Ok(report),
         Err(failure) => failure,

@@ -98,8 +98,14 @@
 //!   an async task inside a tokio runtime uses `block_in_place` on a
 //!   multi-thread runtime, and fails the flush (handing the task back) on a
 //!   current-thread one, where waiting would hang (see [`Run::wait`]).
+//! - `apalis-redis`: [`apalis`], an executor and a worker for apalis on Redis.
+//! - `graphile`: [`graphile`], an executor and a worker for graphile_worker on
+//!   Postgres.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "apalis-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "apalis-redis")))]
+pub mod apalis;
 mod block_on;
 mod buffer;
 mod call_display;
@@ -109,10 +115,17 @@ mod error;
 pub mod executor;
 mod finite;
 mod future;
+#[cfg(feature = "graphile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graphile")))]
+pub mod graphile;
 mod handle;
 mod intent;
+#[cfg(any(feature = "apalis-redis", feature = "graphile"))]
+mod job;
 mod kind;
 pub mod policy;
+pub mod portable;
+mod receipt;
 pub mod registry;
 mod report;
 mod scope;
@@ -139,6 +152,8 @@ pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
 pub use crate::policy::{
     AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy, Violation,
 };
+pub use crate::portable::{PortablePolicy, portable_policy_of};
+pub use crate::receipt::{Receipt, record_receipts};
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{

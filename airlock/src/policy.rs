@@ -59,6 +59,14 @@ pub trait Policy: Send + Sync + 'static {
         short_type_name(std::any::type_name::<Self>())
     }
 
+    /// This policy's serializable form, if it travels with jobs: `None` for
+    /// every policy but [`PortablePolicy`](crate::PortablePolicy) and
+    /// combinations holding one. A queue executor sends it along with the job
+    /// and the worker reinstates it (see [`portable`](crate::portable)).
+    fn portable(&self) -> Option<crate::PortablePolicy> {
+        None
+    }
+
     /// The name of the policy that drops `intent`, if any: combinators report
     /// the member that said no rather than themselves.
     #[doc(hidden)]
@@ -130,6 +138,9 @@ macro_rules! forward_policy {
             fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
                 (**self).rejected_by(intent)
             }
+            fn portable(&self) -> Option<crate::PortablePolicy> {
+                (**self).portable()
+            }
         }
     )*};
 }
@@ -164,6 +175,9 @@ impl<P: Policy> Policy for Vec<P> {
     fn rejected_by(&self, intent: &Intent) -> Result<(), (&'static str, Violation)> {
         self.iter().try_for_each(|p| p.rejected_by(intent))
     }
+    fn portable(&self) -> Option<crate::PortablePolicy> {
+        crate::PortablePolicy::combine(self.iter().filter_map(Policy::portable))
+    }
 }
 
 macro_rules! tuple_policy {
@@ -193,6 +207,11 @@ macro_rules! tuple_policy {
                 let ($($name,)+) = self;
                 $($name.rejected_by(intent)?;)+
                 Ok(())
+            }
+            #[allow(non_snake_case)]
+            fn portable(&self) -> Option<crate::PortablePolicy> {
+                let ($($name,)+) = self;
+                crate::PortablePolicy::combine([$($name.portable()),+].into_iter().flatten())
             }
         }
     };
@@ -351,6 +370,21 @@ impl BlockTasks {
     /// Whether the task with this name is blocked.
     pub fn blocks(&self, name: &str) -> bool {
         self.names.contains(name)
+    }
+
+    /// The blocked names, in the order they were given.
+    pub(crate) fn blocked_names(&self) -> impl Iterator<Item = &str> {
+        let names: &[Cow<'static, str>] = match &self.names {
+            Names::None => &[],
+            Names::One(name) => std::slice::from_ref(name),
+            Names::Many(names) => names,
+        };
+        names.iter().map(|name| &**name)
+    }
+
+    /// Whether blocked tasks are rejected at enqueue.
+    pub(crate) fn rejects(&self) -> bool {
+        self.reject
     }
 }
 

@@ -42,6 +42,7 @@ pub struct FlushReport {
     pub(crate) dispatched: usize,
     pub(crate) captured: usize,
     pub(crate) detailed: bool,
+    pub(crate) receipts: Vec<crate::Receipt>,
 }
 
 impl FlushReport {
@@ -77,6 +78,14 @@ impl FlushReport {
     /// The names of the tasks whose dispatch the scope kind deferred.
     pub fn deferred(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.with_fate(|fate| fate == Fate::Deferred)
+    }
+
+    /// What a queue executor recorded about the intents it handed to its
+    /// engine: one [`Receipt`](crate::Receipt) per confirmed intent, with the
+    /// engine's job id, in the order the engine confirmed them. Empty for
+    /// executors that record none ([`record_receipts`](crate::record_receipts)).
+    pub fn receipts(&self) -> &[crate::Receipt] {
+        &self.receipts
     }
 
     /// How many intents were handed to an enclosing scope instead of being

@@ -1091,6 +1091,15 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
     if judged > 0 {
         let _hook = HookGuard::enter(cx);
         judge(&mut intents, policy.map(|p| &**p), &mut report);
+        // A portable policy travels with what it let through, so a queue
+        // executor can send it along with the jobs (`crate::portable`).
+        if let Some(policy) = policy
+            && policy.portable().is_some()
+        {
+            for intent in &mut intents {
+                intent.push_scope_policy(policy.clone());
+            }
+        }
     }
     // Settled by the dispatch: lowered if it fails part-way.
     report.dispatched = intents.len();
