@@ -18,6 +18,7 @@
 //! still emit the item as it was, so the rest of the crate keeps compiling.
 //! The compile-fail cases in the repository's `ui-tests/` show each message.
 
+mod judge;
 mod options;
 mod scoped;
 mod task;

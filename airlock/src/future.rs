@@ -66,7 +66,12 @@ struct FrameSlot(Option<Frame>);
 impl Drop for FrameSlot {
     fn drop(&mut self) {
         if let Some(frame) = self.0.take() {
-            scope::discard(frame, Exit::Cancelled);
+            let exit = if std::thread::panicking() {
+                Exit::Panic
+            } else {
+                Exit::Cancelled
+            };
+            scope::discard(frame, exit);
         }
     }
 }
@@ -107,6 +112,22 @@ where
         ScopeFuture {
             future,
             state: State::Start(Some(scope)),
+        }
+    }
+
+    /// Opens the scope now and calls `start` with it current; the future
+    /// `start` returns then runs in the same scope. A panic in `start`
+    /// discards the scope and goes on unwinding.
+    pub(crate) fn started(scope: Scope, start: impl FnOnce() -> F) -> Self {
+        let frame = CONTEXT.with(|cx| scope.into_frame(cx));
+        let mut slot = FrameSlot(Some(frame));
+        let future = {
+            let _lend = Lend::new(&mut slot.0);
+            start()
+        };
+        ScopeFuture {
+            future,
+            state: State::Running(slot),
         }
     }
 }

@@ -71,8 +71,15 @@
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
 //! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tower`: [`tower::AirlockLayer`], one scope per HTTP request for axum
+//!   and any tower service.
+//! - `axum`: `#[airlock::scoped]` on axum handlers judges the response by its
+//!   status ([`axum::HttpOutcome`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod block_on;
 mod call_display;
 mod config;
@@ -88,6 +95,9 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod undelivered;
 
 #[doc(hidden)]
@@ -114,8 +124,8 @@ pub use crate::scope::{
     ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
     with_policy_async,
 };
-pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
 pub use airlock_macros::{scoped, task};
