@@ -84,6 +84,7 @@ mod block_on;
 mod call_display;
 mod config;
 mod context;
+mod dry_run;
 mod error;
 pub mod executor;
 mod future;
@@ -107,6 +108,7 @@ pub mod __private;
 pub use crate::config::{
     Defaults, configure, defaults, reset_defaults, with_defaults, with_defaults_async,
 };
+pub use crate::dry_run::DryRun;
 pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;
