@@ -77,8 +77,6 @@ impl Policy for DryRun {
 
 impl fmt::Debug for DryRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DryRun")
-            .field("held", &self.len())
-            .finish()
+        f.debug_struct("DryRun").field("held", &self.len()).finish()
     }
 }
