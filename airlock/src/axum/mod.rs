@@ -7,7 +7,7 @@
 //!
 //! - [`Response`](::axum::response::Response) (any `http::Response<B>` with
 //!   `B: Default`);
-//! - [`StatusCode`](::axum::http::StatusCode);
+//! - [`StatusCode`];
 //! - `(StatusCode, T)`;
 //! - `Result<T, E>` where `T` is one of these and `E: IntoResponse`: `Err`
 //!   discards.
