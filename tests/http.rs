@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::tower::AirlockLayer;
-use airlock::{Dispatch, Executor, Intent};
+use airlock::{Dispatch, Executor, Intents};
 use airlock_tests::{Log, http_client, serve, wait_for_runs};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -270,7 +270,7 @@ async fn a_thousand_concurrent_requests_dispatch_exactly_the_successful_ones() {
 struct Gated(Arc<Semaphore>);
 
 impl Executor for Gated {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         let gate = self.0.clone();
         Dispatch::Pending(Box::pin(async move {
             let _permit = gate.acquire().await.unwrap();

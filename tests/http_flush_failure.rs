@@ -8,7 +8,7 @@
 use std::sync::{Mutex, Once};
 
 use airlock::tower::{AirlockLayer, FlushFailure};
-use airlock::{BoxError, Defaults, Dispatch, Executor, Intent, Undelivered};
+use airlock::{BoxError, Defaults, Dispatch, Executor, Intents, Undelivered};
 use airlock_tests::{Log, http_client, labels, serve};
 use axum::Router;
 use axum::http::StatusCode;
@@ -46,7 +46,7 @@ fn undelivered_with(label: &str) -> Vec<(String, Vec<String>, String)> {
 struct BrokerDown;
 
 impl Executor for BrokerDown {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         Dispatch::each(intents, |_| {
             Err::<(), BoxError>("the broker is down".into())
         })

@@ -26,9 +26,24 @@ pin_project! {
     /// asynchronous executor. Dropped before completion, it discards.
     #[must_use = "futures do nothing unless polled"]
     pub struct ScopeFuture<F: Future> {
+        // `None` once dropped: a cancelled scope drops its future with the
+        // scope current, so what its destructors enqueue is discarded with
+        // it rather than escaping through the enclosing scope.
         #[pin]
-        future: F,
+        future: Option<F>,
         state: State<F::Output>,
+    }
+
+    impl<F: Future> PinnedDrop for ScopeFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let State::Running(slot) = this.state
+                && this.future.is_some()
+            {
+                let _lend = Lend::try_new(&mut slot.0);
+                this.future.set(None);
+            }
+        }
     }
 }
 
@@ -37,6 +52,7 @@ enum State<R> {
     Running(FrameSlot),
     Flushing {
         out: Option<R>,
+        exit: Exit,
         report: FlushReport,
         dispatch: Dispatching,
     },
@@ -44,8 +60,8 @@ enum State<R> {
 }
 
 /// A dispatch under way; dropping it unfinished (the scope's future was
-/// cancelled mid-flush) leaves some effects escaped and others not, so it
-/// says so.
+/// cancelled mid-flush) leaves some effects escaped and hands the rest to the
+/// undelivered hook, so it says so.
 struct Dispatching(Option<BoxFuture<Result<(), DispatchFailure>>>);
 
 impl Drop for Dispatching {
@@ -54,7 +70,7 @@ impl Drop for Dispatching {
             tracing::warn!(
                 target: "airlock",
                 "an async scope was cancelled while its executor was dispatching: \
-                 some intents may have escaped and the rest were dropped"
+                 some intents may have escaped; the executor hands the rest to the undelivered hook"
             );
         }
     }
@@ -66,12 +82,13 @@ struct FrameSlot(Option<Frame>);
 impl Drop for FrameSlot {
     fn drop(&mut self) {
         if let Some(frame) = self.0.take() {
+            // Dropped while unwinding: the future's poll panicked.
             let exit = if std::thread::panicking() {
                 Exit::Panic
             } else {
                 Exit::Cancelled
             };
-            scope::discard(frame, exit);
+            scope::end_unattended(frame, exit);
         }
     }
 }
@@ -83,6 +100,23 @@ struct Lend<'a> {
 }
 
 impl<'a> Lend<'a> {
+    /// Lends the frame if it can without panicking (not in a hook, the
+    /// thread's state not torn down): for use in `Drop`.
+    fn try_new(slot: &'a mut Option<Frame>) -> Option<Self> {
+        let frame = slot.take()?;
+        let id = frame.id;
+        let pushed = CONTEXT.try_with(|cx| cx.push(frame));
+        match pushed {
+            Ok(Ok(())) => Some(Lend { slot, id }),
+            Ok(Err(frame)) => {
+                *slot = Some(frame);
+                None
+            }
+            // The frame went down with the thread's state.
+            Err(_) => None,
+        }
+    }
+
     fn new(slot: &'a mut Option<Frame>) -> Self {
         let frame = slot
             .take()
@@ -110,7 +144,7 @@ where
 {
     pub(crate) fn new(scope: Scope, future: F) -> Self {
         ScopeFuture {
-            future,
+            future: Some(future),
             state: State::Start(Some(scope)),
         }
     }
@@ -126,7 +160,7 @@ where
             start()
         };
         ScopeFuture {
-            future,
+            future: Some(future),
             state: State::Running(slot),
         }
     }
@@ -150,7 +184,10 @@ where
                 State::Running(slot) => {
                     let poll = {
                         let _lend = Lend::new(&mut slot.0);
-                        this.future.as_mut().poll(cx)
+                        let future = this.future.as_mut().as_pin_mut();
+                        future
+                            .expect("airlock: ScopeFuture polled after drop")
+                            .poll(cx)
                     };
                     let Poll::Ready(out) = poll else {
                         return Poll::Pending;
@@ -169,18 +206,19 @@ where
                             }
                             Ok(Err(error)) => {
                                 *this.state = State::Done;
-                                return Poll::Ready(out.absorb_flush_error(error));
+                                return Poll::Ready(scope::fold_flush_error(out, exit, error));
                             }
                             Err(pending) => pending,
                         };
                     match kind::start(intents, executor) {
                         Dispatch::Done(result) => {
                             *this.state = State::Done;
-                            return Poll::Ready(settle(out, report, result));
+                            return Poll::Ready(settle(out, exit, report, result));
                         }
                         Dispatch::Pending(dispatch) => {
                             *this.state = State::Flushing {
                                 out: Some(out),
+                                exit,
                                 report,
                                 dispatch: Dispatching(Some(dispatch)),
                             };
@@ -189,6 +227,7 @@ where
                 }
                 State::Flushing {
                     out,
+                    exit,
                     report,
                     dispatch,
                 } => {
@@ -200,8 +239,9 @@ where
                     dispatch.0 = None;
                     let out = out.take().expect("airlock: output taken twice");
                     let report = std::mem::take(report);
+                    let exit = *exit;
                     *this.state = State::Done;
-                    return Poll::Ready(settle(out, report, result));
+                    return Poll::Ready(settle(out, exit, report, result));
                 }
                 State::Done => panic!("airlock: ScopeFuture polled after completion"),
             }
@@ -209,10 +249,15 @@ where
     }
 }
 
-fn settle<R: Outcome>(out: R, report: FlushReport, result: Result<(), DispatchFailure>) -> R {
+fn settle<R: Outcome>(
+    out: R,
+    exit: Exit,
+    report: FlushReport,
+    result: Result<(), DispatchFailure>,
+) -> R {
     match kind::settle(report, result) {
         Ok(_) => out,
-        Err(error) => out.absorb_flush_error(error),
+        Err(error) => scope::fold_flush_error(out, exit, error),
     }
 }
 
@@ -231,21 +276,95 @@ impl<F: Future> fmt::Debug for ScopeFuture<F> {
 }
 
 pin_project! {
+    /// The future returned by [`capture_async`](crate::capture_async).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CaptureFuture<F> {
+        // `None` once finished or dropped; dropped with the scope current.
+        #[pin]
+        future: Option<F>,
+        slot: FrameSlot,
+    }
+
+    impl<F> PinnedDrop for CaptureFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _lend = Lend::try_new(&mut this.slot.0);
+                this.future.set(None);
+            }
+        }
+    }
+}
+
+impl<F: Future> CaptureFuture<F> {
+    pub(crate) fn new(future: F) -> Self {
+        let frame = CONTEXT.with(|cx| Scope::new().policy(crate::AllowAll).into_frame(cx));
+        CaptureFuture {
+            future: Some(future),
+            slot: FrameSlot(Some(frame)),
+        }
+    }
+}
+
+impl<F: Future> Future for CaptureFuture<F> {
+    type Output = (F::Output, Vec<crate::Intent>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let poll = {
+            let _lend = Lend::new(&mut this.slot.0);
+            let future = this.future.as_mut().as_pin_mut();
+            future
+                .expect("airlock: CaptureFuture polled after completion")
+                .poll(cx)
+        };
+        let Poll::Ready(out) = poll else {
+            return Poll::Pending;
+        };
+        this.future.set(None);
+        let frame = this
+            .slot
+            .0
+            .take()
+            .expect("airlock: capture frame lost in poll");
+        Poll::Ready((out, frame.into_intents()))
+    }
+}
+
+impl<F> fmt::Debug for CaptureFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
     /// The future returned by [`with_policy_async`](crate::with_policy_async):
     /// a local policy region in force while the inner future is polled.
     #[must_use = "futures do nothing unless polled"]
     pub struct PolicyFuture<F> {
+        // `None` once dropped: dropped with the region in force, so what its
+        // destructors enqueue still answers to the region's policy.
         #[pin]
-        future: F,
+        future: Option<F>,
         chain: Option<PolicyChain>,
         linked: bool,
+    }
+
+    impl<F> PinnedDrop for PolicyFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _swap = SwapRegion::try_new(this.chain);
+                this.future.set(None);
+            }
+        }
     }
 }
 
 impl<F: Future> PolicyFuture<F> {
     pub(crate) fn new(chain: PolicyChain, future: F) -> Self {
         PolicyFuture {
-            future,
+            future: Some(future),
             chain: Some(chain),
             linked: false,
         }
@@ -267,7 +386,10 @@ impl<F: Future> Future for PolicyFuture<F> {
             }
         }
         let _swap = SwapRegion::new(this.chain);
-        this.future.poll(cx)
+        let future = this.future.as_pin_mut();
+        future
+            .expect("airlock: PolicyFuture polled after drop")
+            .poll(cx)
     }
 }
 
@@ -282,6 +404,19 @@ impl<'a> SwapRegion<'a> {
     fn new(slot: &'a mut Option<PolicyChain>) -> Self {
         let previous = CONTEXT.with(|cx| cx.local.replace(slot.take()));
         SwapRegion { slot, previous }
+    }
+
+    /// [`SwapRegion::new`] that does nothing once the thread's state is torn
+    /// down: for use in `Drop`.
+    fn try_new(slot: &'a mut Option<PolicyChain>) -> Option<Self> {
+        let chain = slot.take();
+        match CONTEXT.try_with(|cx| cx.local.replace(chain.clone())) {
+            Ok(previous) => Some(SwapRegion { slot, previous }),
+            Err(_) => {
+                *slot = chain;
+                None
+            }
+        }
     }
 }
 
@@ -305,16 +440,29 @@ pin_project! {
     /// [`with_defaults_async`](crate::with_defaults_async).
     #[must_use = "futures do nothing unless polled"]
     pub struct WithDefaults<F> {
+        // `None` once dropped: dropped with the override in force, so what
+        // its destructors do (a cancelled dispatch reaching the undelivered
+        // hook) sees the same defaults as its polls.
         #[pin]
-        future: F,
+        future: Option<F>,
         defaults: Option<Defaults>,
+    }
+
+    impl<F> PinnedDrop for WithDefaults<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _guard = DefaultsOverride::try_set(this.defaults.take());
+                this.future.set(None);
+            }
+        }
     }
 }
 
 impl<F: Future> WithDefaults<F> {
     pub(crate) fn new(defaults: Defaults, future: F) -> Self {
         WithDefaults {
-            future,
+            future: Some(future),
             defaults: Some(defaults),
         }
     }
@@ -326,7 +474,10 @@ impl<F: Future> Future for WithDefaults<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let guard = DefaultsOverride::set(this.defaults.take());
-        let poll = this.future.poll(cx);
+        let future = this.future.as_pin_mut();
+        let poll = future
+            .expect("airlock: WithDefaults polled after drop")
+            .poll(cx);
         *this.defaults = guard.restore();
         poll
     }

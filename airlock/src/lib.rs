@@ -67,6 +67,29 @@
 //! - If the executor fails, the intents not dispatched are handed back in the
 //!   error ([`Error::into_undispatched`]).
 //!
+//! # What becomes of an intent
+//!
+//! Every intent that [`enqueue`] accepted ends in exactly one of these ways,
+//! and nothing is lost without a trace:
+//!
+//! | fate | where it shows |
+//! | --- | --- |
+//! | dispatched | [`FlushReport::dispatched_count`] (and, for imperative flushes, [`FlushReport::dispatched`]) |
+//! | dropped by a policy at flush | [`FlushReport::dropped`] names the task and the policy |
+//! | discarded with its scope (`Err`, a panic, cancellation) | a `scope discarded` `tracing` event with the count |
+//! | handed back to a caller | [`Error::into_undispatched`]: a failed flush's undispatched intents, the failed one first; an enqueue refused by no scope, a hook, a policy or an ended handle |
+//! | no caller can take it | the [undelivered hook](Undelivered) |
+//!
+//! The undelivered hook ([`Defaults::on_undelivered`]) receives the intents
+//! of a dispatch cancelled half way (the one running included), a task or
+//! executor that panicked mid-batch (for a custom executor, what remained in
+//! its [`Intents`]), a deferred [`Batch`] dropped unused, a scope that
+//! flushed after its body failed or panicked and whose flush failed, and
+//! what integrations lose after their caller is gone. The default hook logs
+//! each intent at `ERROR` with its task name and JSON payload, so it can be
+//! replayed. A task that panics under the inline executor is a failed task:
+//! its flush returns the error, it does not unwind.
+//!
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
@@ -81,6 +104,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod block_on;
+mod buffer;
 mod call_display;
 mod config;
 mod context;
@@ -112,8 +136,8 @@ pub use crate::dry_run::DryRun;
 pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;
-pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
-pub use crate::future::{PolicyFuture, ScopeFuture, WithDefaults};
+pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
+pub use crate::future::{CaptureFuture, PolicyFuture, ScopeFuture, WithDefaults};
 pub use crate::handle::{HandleFuture, ScopeHandle, handle};
 pub use crate::intent::Intent;
 pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
@@ -123,8 +147,8 @@ pub use crate::policy::{
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
-    ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
-    with_policy_async,
+    ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
+    scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
 pub use crate::undelivered::{Undelivered, undelivered};
@@ -154,7 +178,7 @@ pub use airlock_macros::{scoped, task};
 /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
 /// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
 /// let error = airlock::enqueue(Ping).unwrap_err();
-/// assert!(matches!(error, airlock::Error::NoScope { task: "ping" }));
+/// assert!(matches!(error, airlock::Error::NoScope { task: "ping", .. }));
 ///
 /// airlock::scope(|| {
 ///     airlock::enqueue(Ping)?;
@@ -166,9 +190,13 @@ pub use airlock_macros::{scoped, task};
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
     let intent = intent.into();
     let task = intent.name();
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent)) {
+    let mut intent = Some(intent);
+    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
         Ok(result) => result,
         // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope { task }),
+        Err(_) => Err(Error::NoScope {
+            task,
+            intent: Box::new(intent.expect("not taken: the context was gone")),
+        }),
     }
 }

@@ -138,6 +138,19 @@ pub(crate) fn internal_server_error<RB: Default>() -> Response<RB> {
 /// Gives what a failed flush did not dispatch to the undelivered hook: no
 /// caller of an HTTP service can take it back.
 pub(crate) fn hand_to_hook(error: Error, cause: &'static str) {
-    let message = error.to_string();
+    let message = chain(&error);
     crate::undelivered(Undelivered::new(error.into_undispatched(), cause).with_error(message));
+}
+
+/// The error and its sources, as one line: the hook gets text (the intents
+/// leave the error), and the executor's reason is in a source.
+fn chain(error: &Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(next) = source {
+        message.push_str(": ");
+        message.push_str(&next.to_string());
+        source = next.source();
+    }
+    message
 }
