@@ -36,7 +36,7 @@ pub enum FlushFailure {
 /// use airlock::{LogOnFlush, TokioExecutor};
 ///
 /// let layer = AirlockLayer::new()
-///     .policy(LogOnFlush)
+///     .policy(LogOnFlush::new())
 ///     .executor(TokioExecutor::current())
 ///     .success_when(|status| status.is_success())
 ///     .on_flush_failure(FlushFailure::KeepResponse);
