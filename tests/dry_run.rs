@@ -18,6 +18,7 @@ fn records_what_would_have_been_dispatched_and_runs_nothing() {
         .unwrap();
     assert_eq!(log.runs(), Vec::<String>::new());
     assert_eq!(dry_run.len(), 2);
+    assert!(!dry_run.is_empty());
     let held = dry_run.take();
     assert_eq!(labels(&held), ["a", "b"]);
     assert!(held[0].to_string().starts_with("record("), "{}", held[0]);

@@ -145,4 +145,27 @@ async fn a_scoped_handler_whose_flush_fails_answers_500_and_hands_over() {
         (StatusCode::INTERNAL_SERVER_ERROR, "fine")
     );
     assert_eq!(undelivered_with("scoped handler")[0].1, ["scoped handler"]);
+
+    #[airlock::scoped(executor = BrokerDown)]
+    async fn response(log: Log) -> axum::response::Response {
+        airlock::enqueue(log.record("scoped response")).unwrap();
+        axum::response::IntoResponse::into_response((StatusCode::CREATED, "created"))
+    }
+    assert_eq!(
+        response(log.clone()).await.status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        undelivered_with("scoped response")[0].1,
+        ["scoped response"]
+    );
+
+    #[airlock::scoped(executor = BrokerDown)]
+    fn status(log: &Log) -> Result<StatusCode, StatusCode> {
+        airlock::enqueue(log.record("scoped status")).unwrap();
+        Ok(StatusCode::NO_CONTENT)
+    }
+    assert_eq!(status(&log), Ok(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(undelivered_with("scoped status")[0].1, ["scoped status"]);
+    assert!(log.runs().is_empty(), "the broker took nothing");
 }
