@@ -1030,13 +1030,17 @@ fn dispatch_inline(
     report: FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
-        // Kept until the task succeeds, so a failure can hand it back.
-        let kept = intents[index].clone();
-        let payload = intents[index].take_payload();
-        let result = catch_unwind(AssertUnwindSafe(|| payload.run().wait()))
-            .unwrap_or_else(|panic| Err(crate::executor::panicked(kept.name(), &*panic)));
+        // The intent stays whole until the flush ends, so a failure can hand
+        // it back.
+        let intent = &intents[index];
+        let result = catch_unwind(AssertUnwindSafe(|| intent.run_cloned().wait()))
+            .unwrap_or_else(|panic| Err(crate::executor::panicked(intent.name(), &*panic)));
         if let Err(error) = result {
-            let failure = DispatchFailure::new(index, kept, error, intents.split_off(index + 1));
+            let rest = intents.split_off(index + 1);
+            let failed = intents
+                .pop()
+                .expect("the failed intent is the last one left");
+            let failure = DispatchFailure::new(index, failed, error, rest);
             return kind::settle(report, Err(failure));
         }
     }
