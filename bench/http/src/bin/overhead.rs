@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p airlock-bench-http --bin overhead [REQUESTS] [ROUNDS]
+//! SIZES=1 cargo run ...        # only print how much the layer adds to a response future
+//! ONLY="layer /zero" cargo run ...   # run one configuration, for a profiler
 //! ```
 
 use std::hint::black_box;
