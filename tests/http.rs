@@ -336,6 +336,12 @@ fn the_layer_and_service_show_and_give_back_what_they_hold() {
     assert!(format!("{layer:?}").contains("status < 400"), "{layer:?}");
     let custom = AirlockLayer::new().success_when(|status| status.is_success());
     assert!(format!("{custom:?}").contains("custom"), "{custom:?}");
+    let mut routes = AirlockLayer::new().layer(Router::<()>::new());
+    let future = tower::Service::call(&mut routes, http::Request::new(axum::body::Body::empty()));
+    assert!(
+        format!("{future:?}").starts_with("ResponseFuture"),
+        "{future:?}"
+    );
     let mut service = layer.layer(5u8);
     assert_eq!(*service.get_ref(), 5);
     *service.get_mut() = 6;

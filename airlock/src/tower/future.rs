@@ -84,22 +84,10 @@ impl<F: Future> Future for Judge<F> {
     }
 }
 
-impl<F> fmt::Debug for Judge<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Judge").finish_non_exhaustive()
-    }
-}
-
 /// The inner service's answer, about to decide the scope's fate.
 pub(crate) struct Judged<T> {
     out: T,
     config: Arc<Config>,
-}
-
-impl<T: fmt::Debug> fmt::Debug for Judged<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Judged").field("out", &self.out).finish()
-    }
 }
 
 impl<RB: Default, E> Outcome for Judged<Result<Response<RB>, E>> {
