@@ -349,6 +349,20 @@ fn the_layer_and_service_show_and_give_back_what_they_hold() {
     assert_eq!(service.into_inner(), 6);
 }
 
+#[tokio::test]
+async fn readiness_is_the_inner_services() {
+    // No permits: the inner service never becomes ready, so neither may the
+    // layer's.
+    let inner = tower::limit::ConcurrencyLimit::new(Router::<()>::new(), 0);
+    let mut service = AirlockLayer::new().layer(inner);
+    let ready = tokio::time::timeout(
+        Duration::from_millis(50),
+        ServiceExt::<http::Request<axum::body::Body>>::ready(&mut service),
+    )
+    .await;
+    assert!(ready.is_err(), "ready although the inner service is not");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_in_call_counts_and_an_inner_error_discards() {
     let log = Log::new();
