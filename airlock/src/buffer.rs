@@ -56,6 +56,8 @@ impl Captured {
 
 /// Captures a nested scope's buffer (`intents`, then what it had captured)
 /// into a holder's, marking each intent captured and carrying `policy`.
+/// Returns the nested scope's emptied buffer, for reuse.
+#[inline]
 pub(crate) fn capture_into(
     holder: &mut Vec<Intent>,
     holder_captured: &mut Option<Box<Captured>>,
@@ -63,32 +65,37 @@ pub(crate) fn capture_into(
     captured: Option<Box<Captured>>,
     policy: Option<&Arc<dyn Policy>>,
 ) -> Vec<Intent> {
-    match captured {
-        None if intents.len() <= MOVE_LIMIT => {
-            holder.extend(
-                intents
-                    .drain(..)
-                    .map(|intent| mark_captured(intent, policy)),
-            );
-            // Emptied, for reuse.
+    if captured.is_none() && intents.len() <= MOVE_LIMIT {
+        holder.extend(
             intents
-        }
-        captured => {
-            let (nested, nested_total) = match captured {
-                Some(mut captured) => (std::mem::take(&mut captured.chunks), captured.total),
-                None => (Vec::new(), 0),
-            };
-            let into = holder_captured.get_or_insert_with(Default::default);
-            into.total += intents.len() + nested_total;
-            into.chunks.push(Chunk {
-                at: holder.len(),
-                intents,
-                nested,
-                policy: policy.cloned(),
-            });
-            Vec::new()
-        }
+                .drain(..)
+                .map(|intent| mark_captured(intent, policy)),
+        );
+        return intents;
     }
+    capture_chunk(holder, holder_captured, intents, captured, policy);
+    Vec::new()
+}
+
+fn capture_chunk(
+    holder: &mut [Intent],
+    holder_captured: &mut Option<Box<Captured>>,
+    intents: Vec<Intent>,
+    captured: Option<Box<Captured>>,
+    policy: Option<&Arc<dyn Policy>>,
+) {
+    let (nested, nested_total) = match captured {
+        Some(mut captured) => (std::mem::take(&mut captured.chunks), captured.total),
+        None => (Vec::new(), 0),
+    };
+    let into = holder_captured.get_or_insert_with(Default::default);
+    into.total += intents.len() + nested_total;
+    into.chunks.push(Chunk {
+        at: holder.len(),
+        intents,
+        nested,
+        policy: policy.cloned(),
+    });
 }
 
 /// Marks an intent as captured from a scope with `policy` (rule 9).
@@ -153,10 +160,15 @@ impl Paths {
 
 /// Lays a buffer out flat, in enqueue order: the holder's own intents with
 /// each chunk where it was captured.
+#[inline]
 pub(crate) fn flatten(intents: Vec<Intent>, captured: Option<Box<Captured>>) -> Vec<Intent> {
-    let Some(mut captured) = captured else {
-        return intents;
-    };
+    match captured {
+        None => intents,
+        Some(captured) => flatten_chunks(intents, *captured),
+    }
+}
+
+fn flatten_chunks(intents: Vec<Intent>, mut captured: Captured) -> Vec<Intent> {
     let mut out = Vec::with_capacity(intents.len() + captured.total);
     let mut paths = Paths::default();
     struct Level {

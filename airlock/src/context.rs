@@ -418,8 +418,12 @@ impl Context {
         self.popped(frame)
     }
 
+    /// Enqueues the intent in `slot` (always `Some`; taken here).
     #[inline]
-    pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
+    pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> Result<()> {
+        let Some(mut intent) = slot.take() else {
+            unreachable!("airlock: enqueue without an intent")
+        };
         let task = intent.name();
         if self.in_hook() {
             return Err(Error::EnqueueInHook {

@@ -93,7 +93,11 @@
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks and
+//!   drains them at shutdown. With it, a synchronous scope that must wait for
+//!   an async task inside a tokio runtime uses `block_in_place` on a
+//!   multi-thread runtime, and fails the flush (handing the task back) on a
+//!   current-thread one, where waiting would hang (see [`Run::wait`]).
 //! - `tower`: [`tower::AirlockLayer`], one scope per HTTP request for axum
 //!   and any tower service.
 //! - `axum`: `#[airlock::scoped]` on axum handlers judges the response by its
@@ -111,6 +115,7 @@ mod context;
 mod dry_run;
 mod error;
 pub mod executor;
+mod finite;
 mod future;
 mod handle;
 mod intent;
@@ -120,6 +125,8 @@ pub mod registry;
 mod report;
 mod scope;
 mod task;
+#[cfg(feature = "tokio")]
+mod tokio_executor;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
@@ -151,6 +158,8 @@ pub use crate::scope::{
     scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+#[cfg(feature = "tokio")]
+pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
@@ -186,17 +195,21 @@ pub use airlock_macros::{scoped, task};
 /// })?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
-#[inline]
+#[inline(always)]
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
-    let intent = intent.into();
-    let task = intent.name();
-    let mut intent = Some(intent);
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
+    let mut intent = Some(intent.into());
+    match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
         Ok(result) => result,
-        // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope {
-            task,
-            intent: Box::new(intent.expect("not taken: the context was gone")),
-        }),
+        Err(_) => no_scope_at_teardown(intent),
     }
+}
+
+/// The thread is shutting down: no scope can be current.
+#[cold]
+fn no_scope_at_teardown(intent: Option<Intent>) -> Result<()> {
+    let intent = intent.expect("airlock: the intent was taken by a context that was gone");
+    Err(Error::NoScope {
+        task: intent.name(),
+        intent: Box::new(intent),
+    })
 }
