@@ -57,7 +57,7 @@ impl Captured {
 /// Captures a nested scope's buffer (`intents`, then what it had captured)
 /// into a holder's, marking each intent captured and carrying `policy`.
 /// Returns the nested scope's emptied buffer, for reuse.
-#[inline]
+#[inline(always)]
 pub(crate) fn capture_into(
     holder: &mut Vec<Intent>,
     holder_captured: &mut Option<Box<Captured>>,
