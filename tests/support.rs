@@ -363,6 +363,43 @@ pub mod services {
     }
 }
 
+/// Serves `app` on `127.0.0.1:0` in a spawned task and returns its address:
+/// a real server for the HTTP tests.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("axum::serve");
+    });
+    address
+}
+
+/// An HTTP client that reports redirects instead of following them.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// Waits until `log` holds `count` runs, failing the test after 10 s.
+pub async fn wait_for_runs(log: &Log, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let runs = log.runs();
+        if runs.len() >= count {
+            return runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 10 s for {count} run(s), saw {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// What one call of the undelivered hook received: its cause, the labels of
 /// its intents (as [`labels`] names them) and its error's message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,6 +20,7 @@
 //! still emit the item as it was, so the rest of the crate keeps compiling.
 //! The compile-fail cases in the repository's `ui-tests/` show each message.
 
+mod judge;
 mod options;
 mod scoped;
 mod task;
@@ -289,6 +290,13 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// a failed flush becomes the returned `Err`; for other return types it is
 /// logged through `tracing`.
 ///
+/// With the runtime's `axum` feature, an HTTP response is judged by its
+/// status (below 400 flushes): `Response`, `StatusCode`, `(StatusCode, T)`,
+/// and `Result<T, E: IntoResponse>` of those (see `airlock::axum`). A return
+/// type holding `impl IntoResponse` is a compile error, because a 4xx inside
+/// it would flush: return `Response`, use `airlock::tower::AirlockLayer`
+/// instead, or opt in with `always_flush`.
+///
 /// The attribute goes on functions and methods (`self`, `&self`,
 /// `&mut self`), sync or `async`, with generics, lifetimes, `where` clauses
 /// and `impl Trait` arguments and return types; it keeps the attributes,
@@ -327,7 +335,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// ```text
 /// fn checkout(cart: &Cart) -> Result<Order, CheckoutError> {
-///     use ::airlock::__private::{ViaAny as _, ViaOutcome as _, ViaResult as _};
+///     use ::airlock::__private::{ViaAny as _, ViaHttp as _, ViaOutcome as _, ViaResult as _};
 ///     fn __airlock_call_once<R>(f: impl FnOnce() -> R) -> R { f() }
 ///     let __airlock_scope = ::airlock::Scope::new() /* .policy(..) .executor(..) .kind(..) */;
 ///     __airlock_scope
@@ -336,7 +344,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///                 /* the original body */
 ///             });
 ///             // picks, by the return type, how success is read
-///             (&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
+///             (&&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
 ///         })
 ///         .into_inner()
 /// }
@@ -346,7 +354,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// ```text
 /// async fn backfill(pool: &PgPool) -> anyhow::Result<()> {
-///     use ::airlock::__private::{ViaAny as _, ViaOutcome as _, ViaResult as _};
+///     use ::airlock::__private::{ViaAny as _, ViaHttp as _, ViaOutcome as _, ViaResult as _};
 ///     let __airlock_scope = ::airlock::Scope::new().policy(airlock::DropAll);
 ///     __airlock_scope
 ///         .run_async(async move {
@@ -355,7 +363,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///                 __airlock_ret
 ///             }
 ///             .await;
-///             (&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
+///             (&&&&::airlock::__private::Kind(&__airlock_out)).__airlock_kind().wrap(__airlock_out)
 ///         })
 ///         .await
 ///         .into_inner()
@@ -461,6 +469,22 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```text
 /// let __airlock_scope = ::airlock::Scope::new()
 ///     .kind(<airlock::Independent as ::core::default::Default>::default());
+/// ```
+///
+/// ## `always_flush`
+///
+/// Flushes whatever the function returns (a panic or a dropped future still
+/// discards); a failed flush is logged. For handlers that return
+/// `impl IntoResponse` and whose every return is a success, or that report
+/// failure some other way.
+///
+/// ```ignore
+/// #[airlock::scoped(always_flush)]
+/// async fn ping() -> impl IntoResponse { "pong" }
+/// ```
+///
+/// ```text
+/// ::airlock::__private::AnyTag.wrap(__airlock_out)
 /// ```
 #[proc_macro_attribute]
 pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {

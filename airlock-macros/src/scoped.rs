@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Block, Expr, ItemFn, ReturnType, Token, Type};
 
+use crate::judge;
 use crate::options::{Errors, Once, item_with_errors, parse_list};
 
 /// Expands `#[scoped(attr)] item`. On error, the item as it was and the
@@ -25,6 +26,8 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let function = errors.take(parse::function(item));
     if let Some(function) = &function {
         errors.take(validate::function(function));
+        let always_flush = options.as_ref().is_some_and(|o| o.always_flush);
+        errors.take(judge::check_return(&function.sig.output, always_flush));
     }
     errors.finish()?;
     match (options, function) {
@@ -41,10 +44,11 @@ mod kw {
     syn::custom_keyword!(policy);
     syn::custom_keyword!(executor);
     syn::custom_keyword!(scope);
+    syn::custom_keyword!(always_flush);
 }
 
 /// The options `#[scoped(...)]` accepts, in the order the docs list them.
-const OPTIONS: &[&str] = &["policy", "executor", "scope"];
+const OPTIONS: &[&str] = &["policy", "executor", "scope", "always_flush"];
 
 mod model {
     use super::{Expr, Type};
@@ -56,6 +60,8 @@ mod model {
         pub(super) executor: Option<Expr>,
         /// A `ScopeKind` type, built with `Default::default()`.
         pub(super) scope: Option<Type>,
+        /// Flush whatever the function returns (a bare flag).
+        pub(super) always_flush: bool,
     }
 }
 
@@ -66,6 +72,7 @@ mod parse {
         let mut policy = Once::new("policy");
         let mut executor = Once::new("executor");
         let mut scope = Once::new("scope");
+        let mut always_flush = Once::new("always_flush");
         let parser = |input: ParseStream<'_>| {
             parse_list(input, OPTIONS, |input| {
                 let span = input.span();
@@ -81,6 +88,9 @@ mod parse {
                     input.parse::<kw::scope>()?;
                     input.parse::<Token![=]>()?;
                     scope.set(span, scope_type(input)?)?;
+                } else if input.peek(kw::always_flush) {
+                    input.parse::<kw::always_flush>()?;
+                    always_flush.set(span, ())?;
                 } else {
                     return Ok(false);
                 }
@@ -92,6 +102,7 @@ mod parse {
             policy: policy.into_inner(),
             executor: executor.into_inner(),
             scope: scope.into_inner(),
+            always_flush: always_flush.into_inner().is_some(),
         })
     }
 
@@ -176,7 +187,12 @@ mod generate {
             // returning `Box::pin(async move { .. })`: scope the future, not
             // its construction. The future's output type is set by
             // `async_trait`'s own `let __ret: T = ..`.
-            let wrapped = async_body(&builder, future.block.to_token_stream(), None);
+            let wrapped = async_body(
+                &builder,
+                future.block.to_token_stream(),
+                None,
+                options.always_flush,
+            );
             future.block.stmts = vec![syn::Stmt::Expr(Expr::Verbatim(wrapped), None)];
             return quote!(#function);
         }
@@ -184,15 +200,15 @@ mod generate {
             // A `fn` returning `impl Future` whose body ends in an `async`
             // block: the work happens when the future is polled, so that is
             // what the scope must cover, not the future's construction.
-            let new_body = future_body(&builder, prefix, future);
+            let new_body = future_body(&builder, prefix, future, options.always_flush);
             function.block.stmts = vec![syn::Stmt::Expr(Expr::Verbatim(new_body), None)];
             return quote!(#function);
         }
         let body = function.block.to_token_stream();
         let new_body = if is_async {
-            async_body(&builder, body, ret)
+            async_body(&builder, body, ret, options.always_flush)
         } else {
-            sync_body(&builder, body, ret)
+            sync_body(&builder, body, ret, options.always_flush)
         };
         *function.block = Block {
             brace_token: function.block.brace_token,
@@ -247,25 +263,17 @@ mod generate {
         syn::Ident::new(name, Span::mixed_site())
     }
 
-    /// The traits that pick, for the body's return type, how the scope
-    /// reads success: `Outcome` impls first, then `Result`, then anything
-    /// (a normal return is a success).
-    fn outcome_imports() -> TokenStream {
-        quote! {
-            #[allow(unused_imports)]
-            use ::airlock::__private::{ViaAny as _, ViaOutcome as _, ViaResult as _};
-        }
-    }
-
     /// The original body runs in a closure, so that its `return`s and `?`s
     /// leave the closure and not the function, and the scope sees the value.
     fn sync_body(
         builder: &TokenStream,
         body: TokenStream,
         ret: Option<TokenStream>,
+        always_flush: bool,
     ) -> TokenStream {
-        let imports = outcome_imports();
+        let imports = judge::imports();
         let (scope, out) = (local("__airlock_scope"), local("__airlock_out"));
+        let judged = judge::wrap(&out, always_flush);
         let ret = ret.map(|ty| quote!(-> #ty));
         quote! {
             #imports
@@ -280,9 +288,7 @@ mod generate {
                 .run(move || {
                     let #out = __airlock_call_once(move || #ret #body);
                     #[allow(unreachable_code)]
-                    (&&&::airlock::__private::Kind(&#out))
-                        .__airlock_kind()
-                        .wrap(#out)
+                    #judged
                 })
                 .into_inner()
         }
@@ -296,9 +302,11 @@ mod generate {
         builder: &TokenStream,
         body: TokenStream,
         ret: Option<TokenStream>,
+        always_flush: bool,
     ) -> TokenStream {
-        let imports = outcome_imports();
+        let imports = judge::imports();
         let (scope, out) = (local("__airlock_scope"), local("__airlock_out"));
+        let judged = judge::wrap(&out, always_flush);
         let ret_local = local("__airlock_ret");
         let inner = match &ret {
             Some(ty) => quote! {
@@ -318,9 +326,7 @@ mod generate {
                 .run_async(async move {
                     let #out #ret = #inner.await;
                     #[allow(unreachable_code)]
-                    (&&&::airlock::__private::Kind(&#out))
-                        .__airlock_kind()
-                        .wrap(#out)
+                    #judged
                 })
                 .await
                 .into_inner()
@@ -347,9 +353,11 @@ mod generate {
         builder: &TokenStream,
         prefix: &[syn::Stmt],
         future: &syn::ExprAsync,
+        always_flush: bool,
     ) -> TokenStream {
-        let imports = outcome_imports();
+        let imports = judge::imports();
         let (scope, out) = (local("__airlock_scope"), local("__airlock_out"));
+        let judged = judge::wrap(&out, always_flush);
         let inner = local("__airlock_future");
         quote! {
             #imports
@@ -361,9 +369,7 @@ mod generate {
                     .run_async(async move {
                         let #out = #inner.await;
                         #[allow(unreachable_code)]
-                        (&&&::airlock::__private::Kind(&#out))
-                            .__airlock_kind()
-                            .wrap(#out)
+                        #judged
                     })
                     .await
                     .into_inner()
@@ -432,7 +438,7 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "unknown option `polcy`: expected one of `policy`, `executor` or `scope`",
+                "unknown option `polcy`: expected one of `policy`, `executor`, `scope` or `always_flush`",
                 "`policy` given twice: keep one of them",
             ]
         );

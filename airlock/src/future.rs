@@ -148,6 +148,22 @@ where
             state: State::Start(Some(scope)),
         }
     }
+
+    /// Opens the scope now and calls `start` with it current; the future
+    /// `start` returns then runs in the same scope. A panic in `start`
+    /// discards the scope and goes on unwinding.
+    pub(crate) fn started(scope: Scope, start: impl FnOnce() -> F) -> Self {
+        let frame = CONTEXT.with(|cx| scope.into_frame(cx));
+        let mut slot = FrameSlot(Some(frame));
+        let future = {
+            let _lend = Lend::new(&mut slot.0);
+            start()
+        };
+        ScopeFuture {
+            future: Some(future),
+            state: State::Running(slot),
+        }
+    }
 }
 
 impl<F: Future> Future for ScopeFuture<F>

@@ -101,16 +101,24 @@
 //! - `apalis-redis`: [`apalis`], an executor and a worker for apalis on Redis.
 //! - `graphile`: [`graphile`], an executor and a worker for graphile_worker on
 //!   Postgres.
+//! - `tower`: [`tower::AirlockLayer`], one scope per HTTP request for axum
+//!   and any tower service.
+//! - `axum`: `#[airlock::scoped]` on axum handlers judges the response by its
+//!   status ([`axum::HttpOutcome`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apalis-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "apalis-redis")))]
 pub mod apalis;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod block_on;
 mod buffer;
 mod call_display;
 mod config;
 mod context;
+mod dry_run;
 mod error;
 pub mod executor;
 mod finite;
@@ -132,6 +140,9 @@ mod scope;
 mod task;
 #[cfg(feature = "tokio")]
 mod tokio_executor;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod undelivered;
 
 #[doc(hidden)]
@@ -141,6 +152,7 @@ pub mod __private;
 pub use crate::config::{
     Defaults, configure, defaults, reset_defaults, with_defaults, with_defaults_async,
 };
+pub use crate::dry_run::DryRun;
 pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;

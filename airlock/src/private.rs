@@ -14,14 +14,26 @@ use crate::scope::Outcome;
 /// at compile time by autoderef specialization on the return type:
 ///
 /// ```text
-/// (&&&Kind(&out)).__airlock_kind().wrap(out)
+/// (&&&&Kind(&out)).__airlock_kind().wrap(out)
 /// ```
 ///
+/// - an HTTP response (feature `axum`, `airlock::axum::HttpOutcome`):
+///   judged by its status;
 /// - an [`Outcome`] (`Result<T, E>` with `E: From<airlock::Error>`): `Ok`
 ///   flushes, `Err` discards, a flush error becomes the `Err`;
 /// - any other `Result`: `Ok` flushes, `Err` discards, a flush error is logged;
 /// - anything else: a normal return flushes, a flush error is logged.
 pub struct Kind<'a, T>(pub &'a T);
+
+/// Tier 0 (feature `axum`): an HTTP response, judged by its status.
+pub trait ViaHttp {
+    /// Picks this tier.
+    fn __airlock_kind(&self) -> HttpTag {
+        HttpTag
+    }
+}
+#[cfg(feature = "axum")]
+impl<T: crate::axum::HttpOutcome> ViaHttp for &&&Kind<'_, T> {}
 
 /// Tier 1: the return type is an [`Outcome`].
 pub trait ViaOutcome {
@@ -50,12 +62,26 @@ pub trait ViaAny {
 }
 impl<T> ViaAny for Kind<'_, T> {}
 
+/// Chosen for an HTTP response (feature `axum`).
+pub struct HttpTag;
 /// Chosen for an [`Outcome`].
 pub struct OutcomeTag;
 /// Chosen for another `Result`.
 pub struct ResultTag;
 /// Chosen for anything else.
 pub struct AnyTag;
+
+#[cfg(feature = "axum")]
+impl HttpTag {
+    /// Wraps the return value.
+    pub fn wrap<R: crate::axum::HttpOutcome>(self, out: R) -> Finished<R> {
+        Finished {
+            success: out.is_success(),
+            absorb: R::absorb_flush_error,
+            out,
+        }
+    }
+}
 
 impl OutcomeTag {
     /// Wraps the return value.

@@ -180,6 +180,43 @@ impl Scope {
         crate::future::ScopeFuture::new(self, future)
     }
 
+    /// Opens this scope now, calls `start` with it current, and runs the
+    /// future `start` returns in the same scope: the shape of a tower
+    /// `Service::call`, whose synchronous part and response future are one
+    /// unit of work. Otherwise as [`run_async`](Scope::run_async): the scope
+    /// is current whenever the future is polled, ends by [`Outcome`] when it
+    /// completes, and discards if the future is dropped first or `start`
+    /// panics.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a policy or scope hook, which is a bug: hooks
+    /// judge intents, they do not run units of work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use airlock::{Run, Task};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
+    /// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> airlock::Result<()> {
+    /// let future = airlock::Scope::new().run_async_with(|| {
+    ///     airlock::enqueue(Ping).unwrap(); // in the scope already
+    ///     async { airlock::enqueue(Ping) }
+    /// });
+    /// future.await // both pings run here
+    /// # }
+    /// ```
+    pub fn run_async_with<F>(self, start: impl FnOnce() -> F) -> crate::future::ScopeFuture<F>
+    where
+        F: Future,
+        F::Output: Outcome,
+    {
+        crate::future::ScopeFuture::started(self, start)
+    }
+
     /// Makes this scope current until [`ActiveScope::exit`]: the imperative
     /// form, for code whose unit of work does not fit in a closure.
     ///

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The HTTP benchmark: requests per second and p99 latency of one axum
+# service with and without AirlockLayer, zero and one effect per request,
+# loaded by wrk over loopback. The four configurations alternate round by
+# round in one go, so the machine's load hits them alike; the medians and
+# the ratios are printed at the end, with `uptime` before and after.
+#
+#   bash bench/http.sh                  # 5 rounds of 5 s, 64 connections
+#   ROUNDS=9 DURATION=10 CONNECTIONS=128 bash bench/http.sh
+#
+# Environment: ROUNDS, DURATION (seconds), CONNECTIONS, THREADS (wrk's),
+# WORKERS (the server's tokio worker threads), PORT (uses PORT and PORT+1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+WORKERS=${WORKERS:-1}
+PORT=${PORT:-39080}
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (apt-get install -y wrk)" >&2
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+
+SQLX_OFFLINE=true cargo build --release -q -p airlock-bench-http
+server=target/release/airlock-bench-http
+WORKERS=$WORKERS "$server" "$PORT" >/dev/null &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$((PORT + 1))/zero" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# The server's user + system CPU time, in clock ticks: CPU per request is
+# far less sensitive to other processes on the machine than throughput is.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+
+out=$(mktemp -d)
+echo "load before: $(uptime)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; server: $WORKERS tokio worker(s); $ROUNDS rounds"
+configs="plain/zero layer/zero plain/one layer/one"
+# Warm up every configuration once, unmeasured.
+for config in $configs; do
+    port=$PORT; [[ $config == layer/* ]] && port=$((PORT + 1))
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d1s "http://127.0.0.1:$port/${config#*/}" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+    # Alternate the order each round as well.
+    order=$configs
+    (( round % 2 == 0 )) && order=$(echo "$configs" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for config in $order; do
+        port=$PORT; [[ $config == layer/* ]] && port=$((PORT + 1))
+        before=$(cpu_ticks)
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            "http://127.0.0.1:$port/${config#*/}" >"$out/${config/\//-}.$round"
+        echo "server-cpu-ticks: $(( $(cpu_ticks) - before ))" >>"$out/${config/\//-}.$round"
+    done
+done
+echo "load after:  $(uptime)"
+
+python3 - "$out" "$ROUNDS" "$TICK_US" <<'PY'
+import re, statistics, sys
+out, rounds, tick_us = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def ms(value):
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+results = {}
+for config in ["plain-zero", "layer-zero", "plain-one", "layer-one"]:
+    rps, p99, cpu = [], [], []
+    for r in range(1, rounds + 1):
+        text = open(f"{out}/{config}.{r}").read()
+        rps.append(float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)))
+        requests = int(re.search(r"(\d+) requests in", text).group(1))
+        ticks = int(re.search(r"server-cpu-ticks: (\d+)", text).group(1))
+        cpu.append(ticks * tick_us / requests)
+        p99.append(ms(re.search(r"\s99%\s+(\S+)", text).group(1)))
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
+        if errors:
+            print(f"  note: {config} round {r}: {errors.group(0)}")
+    results[config] = (statistics.median(rps), statistics.median(p99), rps, statistics.median(cpu))
+print(f"{'config':<12}{'req/s (median)':>16}{'p99 ms (median)':>17}{'server CPU us/req':>19}   req/s per round")
+for config, (rps, p99, all_rps, cpu) in results.items():
+    print(f"{config:<12}{rps:>16.0f}{p99:>17.3f}{cpu:>19.2f}   {' '.join(f'{x:.0f}' for x in all_rps)}")
+# Each round runs the two halves of a pair back to back: the median of the
+# per-round ratios cancels most of the load that drifts between rounds.
+for effects in ["zero", "one"]:
+    plain, layer = results[f"plain-{effects}"], results[f"layer-{effects}"]
+    ratios = sorted(l / p for l, p in zip(layer[2], plain[2]))
+    print(f"{effects} effect(s): layer/plain throughput, median of per-round ratios "
+          f"{100 * (statistics.median(ratios) - 1):+.1f}% (range {100 * (ratios[0] - 1):+.1f}% "
+          f"to {100 * (ratios[-1] - 1):+.1f}%); medians {100 * (layer[0] / plain[0] - 1):+.1f}%; "
+          f"p99 medians {100 * (layer[1] / plain[1] - 1):+.1f}%; "
+          f"server CPU per request {100 * (layer[3] / plain[3] - 1):+.1f}%")
+PY

@@ -1,0 +1,76 @@
+//! The server `bench/http.sh` loads with `wrk`: one axum service, served
+//! twice from one process, so both halves share the runtime and the
+//! machine's noise.
+//!
+//! ```text
+//! airlock-bench-http PORT   # PORT: without the layer; PORT+1: with AirlockLayer
+//! ```
+//!
+//! Routes: `/zero` answers `ok`; `/one` also causes one effect (an atomic
+//! increment). Without the layer `/one` performs it in place; with the layer
+//! it enqueues it, and the inline executor runs it when the request's scope
+//! flushes: the whole cost of deferring one effect.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use airlock::tower::AirlockLayer;
+use axum::Router;
+use axum::routing::get;
+
+static EFFECTS: AtomicU64 = AtomicU64::new(0);
+
+/// The effect: counts.
+#[airlock::task]
+fn bump() {
+    EFFECTS.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn zero() -> &'static str {
+    "ok"
+}
+
+async fn one_in_place() -> &'static str {
+    bump();
+    "ok"
+}
+
+async fn one_enqueued() -> &'static str {
+    airlock::enqueue(Bump {}).expect("the layer's scope is current");
+    "ok"
+}
+
+fn main() {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|port| port.parse().ok())
+        .expect("usage: airlock-bench-http PORT (serves PORT and PORT+1)");
+    let workers: usize = std::env::var("WORKERS")
+        .ok()
+        .and_then(|workers| workers.parse().ok())
+        .unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let plain = Router::new()
+            .route("/zero", get(zero))
+            .route("/one", get(one_in_place));
+        let layered = Router::new()
+            .route("/zero", get(zero))
+            .route("/one", get(one_enqueued))
+            .layer(AirlockLayer::new());
+        let serve = |port: u16, app: Router| async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"));
+            axum::serve(listener, app).await.expect("axum::serve");
+        };
+        println!(
+            "listening on 127.0.0.1:{port} (plain) and :{} (layer)",
+            port + 1
+        );
+        tokio::join!(serve(port, plain), serve(port + 1, layered));
+    });
+}
