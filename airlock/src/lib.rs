@@ -71,6 +71,9 @@
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
 //! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `sqlx-postgres`, `sqlx-sqlite`: [`sqlx`](mod@crate::sqlx), a database
+//!   transaction as a scope (effects only after COMMIT) and a durable outbox
+//!   with its relay.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
@@ -87,6 +90,9 @@ pub mod policy;
 pub mod registry;
 mod report;
 mod scope;
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite"))))]
+pub mod sqlx;
 mod task;
 mod undelivered;
 

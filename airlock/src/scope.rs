@@ -837,11 +837,12 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
     };
     let mut intents = frame.into_intents();
     let before = intents.len();
-    if before > 0
-        && enclosing != Enclosing::ROOT
-        && let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k))
-    {
-        return Prepared::Failed(ended_handle(lost));
+    if before > 0 && enclosing != Enclosing::ROOT {
+        if kind.is_some_and(|k| k.keeps_own_intents()) {
+            judged_by_ancestors(cx, &mut intents);
+        } else if let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k)) {
+            return Prepared::Failed(ended_handle(lost));
+        }
     }
     // A kind may defer dispatch, and its report must then say which intents
     // were deferred.
@@ -985,6 +986,20 @@ fn hand_to_ancestors(
         }
     }
     Ok(())
+}
+
+/// A scope that keeps its own intents ([`ScopeKind::keeps_own_intents`])
+/// still answers to the policy of every enclosing scope (rule 9): a dry run
+/// around it stays a dry run.
+fn judged_by_ancestors(cx: &Context, intents: &mut [Intent]) {
+    let frames = cx.frames.borrow();
+    for ancestor in frames.iter().rev() {
+        if let Some(policy) = ancestor.policy() {
+            for intent in intents.iter_mut() {
+                intent.push_scope_policy(policy.clone());
+            }
+        }
+    }
 }
 
 /// Marks an intent as captured from a scope with `policy` (rule 9).
