@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{self, Defaults};
-use crate::error::{Error, Result, StateError, StateErrorKind};
+use crate::error::{Error, Result, StateError};
 use crate::executor::Executor;
 use crate::intent::Intent;
 use crate::kind::ScopeKind;
@@ -26,7 +26,7 @@ pub(crate) struct Frame {
     pub(crate) intents: Vec<Intent>,
     /// Where handles reach this scope. For a remote frame (a scope owned by
     /// another thread or task, entered through a handle), the scope itself.
-    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) shared: Option<SharedRef>,
     pub(crate) enclosing: Enclosing,
 }
 
@@ -91,6 +91,43 @@ pub(crate) struct Shared {
     pub(crate) policies: Vec<Arc<dyn Policy>>,
 }
 
+/// A frame's link to a [`Shared`]. The owning frame's link closes the scope
+/// to its handles when it is dropped, however the scope ends (a panic in a
+/// hook, a leaked scope torn down with its thread): a handle never sends
+/// into a scope that can no longer flush.
+pub(crate) struct SharedRef {
+    shared: Arc<Shared>,
+    owner: bool,
+}
+
+impl SharedRef {
+    pub(crate) fn owner(shared: Arc<Shared>) -> Self {
+        SharedRef {
+            shared,
+            owner: true,
+        }
+    }
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for SharedRef {
+    fn drop(&mut self) {
+        if self.owner {
+            let discarded = self.shared.close().len();
+            if discarded > 0 {
+                tracing::debug!(target: "airlock", discarded, "scope discarded");
+            }
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn push_one(&self, intent: Intent) -> Result<(), Intent> {
         match self
@@ -125,6 +162,15 @@ impl Shared {
         }
     }
 
+    /// Clones of what handles have sent so far.
+    pub(crate) fn sent(&self) -> Vec<Intent> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
     /// Ends the scope for its handles and takes what they sent.
     pub(crate) fn close(&self) -> Vec<Intent> {
         self.inbox
@@ -152,7 +198,10 @@ impl Frame {
             id: id | REMOTE,
             config: None,
             intents: Vec::new(),
-            shared: Some(shared),
+            shared: Some(SharedRef {
+                shared,
+                owner: false,
+            }),
             enclosing: Enclosing::CURRENT,
         }
     }
@@ -183,7 +232,7 @@ impl Frame {
     pub(crate) fn into_intents(self) -> Vec<Intent> {
         let remote = self.is_remote();
         let mut intents = self.intents;
-        if let (false, Some(shared)) = (remote, self.shared) {
+        if let (false, Some(shared)) = (remote, &self.shared) {
             intents.extend(shared.close());
         }
         intents
@@ -232,18 +281,26 @@ thread_local! {
 
 /// Marks the thread as inside a user hook for as long as it lives, so that a
 /// hook calling back into airlock gets an error instead of a `RefCell` panic.
-pub(crate) struct HookGuard<'a>(&'a Cell<bool>);
+/// Guards nest (a hook that flushes a parked scope runs that scope's hooks):
+/// each restores what it found.
+pub(crate) struct HookGuard<'a> {
+    flag: &'a Cell<bool>,
+    previous: bool,
+}
 
 impl<'a> HookGuard<'a> {
     pub(crate) fn enter(cx: &'a Context) -> Self {
-        cx.in_hook.set(true);
-        HookGuard(&cx.in_hook)
+        let previous = cx.in_hook.replace(true);
+        HookGuard {
+            flag: &cx.in_hook,
+            previous,
+        }
     }
 }
 
 impl Drop for HookGuard<'_> {
     fn drop(&mut self) {
-        self.0.set(false);
+        self.flag.set(self.previous);
     }
 }
 
@@ -343,23 +400,58 @@ impl Context {
     pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
         let task = intent.name();
         if self.in_hook() {
-            return Err(Error::EnqueueInHook { task });
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
         }
-        let mut frames = self.frames.borrow_mut();
+        // Busy only if airlock is re-entered from code it runs while it holds
+        // the stack (a payload's `Drop`): refuse rather than panic.
+        let Ok(frames) = self.frames.try_borrow() else {
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
+        };
         if frames.is_empty() {
-            return Err(Error::NoScope { task });
+            return Err(Error::NoScope {
+                task,
+                intent: Box::new(intent),
+            });
         }
         intent.reset_route();
         intent.local = self.local_chain();
         if intent.local.is_some() || self.judging.get() > 0 {
+            // The stack is only read while the hooks run, so a hook may still
+            // look at it (`airlock::buffered()`).
             let _hook = HookGuard::enter(self);
-            check_on_enqueue(&intent, &frames)?;
+            if let Err((policy, violation)) = check_on_enqueue(&intent, &frames) {
+                return Err(Error::PolicyViolation {
+                    task,
+                    policy,
+                    violation,
+                    intent: Box::new(intent),
+                });
+            }
         }
+        drop(frames);
+        let Ok(mut frames) = self.frames.try_borrow_mut() else {
+            return Err(Error::EnqueueInHook {
+                task,
+                intent: Box::new(intent),
+            });
+        };
         let top = frames.last_mut().expect("checked above");
         match (&top.shared, top.is_remote()) {
-            (Some(shared), true) => shared.push_one(intent).map_err(|intent| {
-                StateError::for_task(StateErrorKind::Ended, intent.name()).into()
-            }),
+            (Some(shared), true) => {
+                let shared = Arc::clone(shared);
+                // Refused intents leave the stack's borrow first: their
+                // payload's `Drop` may call back into airlock.
+                drop(frames);
+                shared
+                    .push_one(intent)
+                    .map_err(|intent| StateError::ended(intent).into())
+            }
             _ => {
                 if top.intents.capacity() == 0 {
                     // A scope takes a buffer at its first intent, so that
@@ -426,27 +518,21 @@ impl Context {
 }
 
 /// Runs `on_enqueue` of the local regions, then of every enclosing scope,
-/// innermost first (rule 9).
+/// innermost first (rule 9); the first rejection names its policy.
 #[inline]
-fn check_on_enqueue(intent: &Intent, frames: &[Frame]) -> Result<()> {
-    let reject = |policy: &dyn Policy| {
-        policy
-            .rejected_by(intent)
-            .map_err(|(policy, violation)| Error::PolicyViolation {
-                task: intent.name(),
-                policy,
-                violation,
-            })
-    };
+fn check_on_enqueue(
+    intent: &Intent,
+    frames: &[Frame],
+) -> std::result::Result<(), (&'static str, crate::policy::Violation)> {
     if let Some(local) = &intent.local {
-        local.iter().try_for_each(reject)?;
+        local.iter().try_for_each(|p| p.rejected_by(intent))?;
     }
     for frame in frames.iter().rev() {
         if let Some(policy) = frame.policy() {
-            reject(&**policy)?;
+            policy.rejected_by(intent)?;
         }
         if let (Some(shared), true) = (&frame.shared, frame.is_remote()) {
-            shared.policies.iter().try_for_each(|p| reject(&**p))?;
+            shared.policies.iter().try_for_each(|p| p.rejected_by(intent))?;
             break;
         }
     }

@@ -23,6 +23,8 @@ pub enum Error {
     NoScope {
         /// The task that was not enqueued.
         task: &'static str,
+        /// The refused intent, handed back ([`Error::into_undispatched`]).
+        intent: Box<Intent>,
     },
 
     /// `enqueue` was called from inside a policy or scope hook (rule 4).
@@ -33,6 +35,8 @@ pub enum Error {
     EnqueueInHook {
         /// The task that was not enqueued.
         task: &'static str,
+        /// The refused intent, handed back ([`Error::into_undispatched`]).
+        intent: Box<Intent>,
     },
 
     /// A policy rejected the intent at enqueue (rule 5). It was not buffered.
@@ -42,9 +46,11 @@ pub enum Error {
         task: &'static str,
         /// The policy that rejected it.
         policy: &'static str,
-        /// The policy's reason.
-        #[source]
+        /// The policy's reason (part of this error's message, not a
+        /// separate source).
         violation: crate::policy::Violation,
+        /// The refused intent, handed back ([`Error::into_undispatched`]).
+        intent: Box<Intent>,
     },
 
     /// A scope was used in a way its lifecycle does not allow (rule 12).
@@ -58,7 +64,7 @@ pub enum Error {
 
     /// A task run by name (a worker's [`run_json`](crate::registry::run_json))
     /// returned an error.
-    #[error("task `{task}` failed: {source}")]
+    #[error("task `{task}` failed")]
     TaskFailed {
         /// The task that failed.
         task: &'static str,
@@ -76,8 +82,8 @@ impl Error {
     /// The task the error is about, where there is one.
     pub fn task(&self) -> Option<&str> {
         match self {
-            Error::NoScope { task }
-            | Error::EnqueueInHook { task }
+            Error::NoScope { task, .. }
+            | Error::EnqueueInHook { task, .. }
             | Error::PolicyViolation { task, .. }
             | Error::TaskFailed { task, .. } => Some(task),
             Error::State(state) => state.task,
@@ -86,12 +92,31 @@ impl Error {
         }
     }
 
-    /// The intents that were buffered but never dispatched, handed back so
-    /// they can be retried or persisted. Empty for errors that lose nothing.
+    /// The intents this error hands back, so they can be retried or
+    /// persisted: those a failed flush did not dispatch, or the one an
+    /// enqueue refused (no scope, inside a hook, rejected by a policy, an
+    /// ended handle), as [`std::sync::mpsc::SendError`] hands back its
+    /// value. Empty for errors that hold no intent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use airlock::{Run, Task};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)] struct Ping { n: u32 }
+    /// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
+    /// let error = airlock::enqueue(Ping { n: 7 }).unwrap_err();
+    /// let back = error.into_undispatched();
+    /// assert_eq!(back[0].payload(), Some(&Ping { n: 7 }));
+    /// ```
     pub fn into_undispatched(self) -> Vec<Intent> {
         match self {
             Error::Dispatch(dispatch) => dispatch.into_undispatched(),
-            _ => Vec::new(),
+            Error::NoScope { intent, .. }
+            | Error::EnqueueInHook { intent, .. }
+            | Error::PolicyViolation { intent, .. } => vec![*intent],
+            Error::State(state) => state.intent.map(|intent| *intent).into_iter().collect(),
+            Error::TaskFailed { .. } | Error::Registry(_) => Vec::new(),
         }
     }
 }
@@ -110,11 +135,22 @@ impl From<Error> for std::io::Error {
 }
 
 /// What was wrong with a scope's lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StateError {
     pub(crate) task: Option<&'static str>,
     pub(crate) kind: StateErrorKind,
+    /// The intent an ended handle refused, handed back.
+    pub(crate) intent: Option<Box<Intent>>,
 }
+
+/// Compares what went wrong, not the intent handed back.
+impl PartialEq for StateError {
+    fn eq(&self, other: &Self) -> bool {
+        self.task == other.task && self.kind == other.kind
+    }
+}
+
+impl Eq for StateError {}
 
 /// The lifecycle rule a [`StateError`] broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +166,9 @@ pub enum StateErrorKind {
     AlreadyDiscarded,
     /// `flush` after an earlier flush of this scope failed.
     FlushFailed,
+    /// `flush` after an earlier `flush_async` of this scope was cancelled
+    /// while dispatching.
+    FlushCancelled,
     /// An enqueue through a handle whose scope has ended.
     Ended,
     /// A scope opened, or a handle taken, from inside a policy or scope hook.
@@ -143,19 +182,38 @@ pub enum StateErrorKind {
 
 impl StateError {
     pub(crate) fn new(kind: StateErrorKind) -> Self {
-        StateError { task: None, kind }
+        StateError {
+            task: None,
+            kind,
+            intent: None,
+        }
     }
 
     pub(crate) fn for_task(kind: StateErrorKind, task: &'static str) -> Self {
         StateError {
             task: Some(task),
             kind,
+            intent: None,
+        }
+    }
+
+    /// An ended handle's refusal of `intent`, which the error hands back.
+    pub(crate) fn ended(intent: Intent) -> Self {
+        StateError {
+            task: Some(intent.name()),
+            kind: StateErrorKind::Ended,
+            intent: Some(Box::new(intent)),
         }
     }
 
     /// Which rule was broken.
     pub fn kind(&self) -> StateErrorKind {
         self.kind
+    }
+
+    /// The intent an ended handle refused, if this is that error.
+    pub fn intent(&self) -> Option<&Intent> {
+        self.intent.as_deref()
     }
 }
 
@@ -173,6 +231,11 @@ impl fmt::Display for StateError {
             AlreadyDiscarded => f.write_str(
                 "the scope was discarded: its intents are gone and it cannot be flushed",
             ),
+            FlushCancelled => f.write_str(
+                "an earlier `flush_async` of this scope was cancelled while its executor was \
+                 dispatching: the intents it had not dispatched went to the undelivered hook \
+                 (`Defaults::on_undelivered`); the scope cannot be flushed again",
+            ),
             FlushFailed => f.write_str(
                 "an earlier flush of this scope failed: the undispatched intents were handed back \
                  in that error (`Error::into_undispatched`); retry them in a new scope",
@@ -180,8 +243,8 @@ impl fmt::Display for StateError {
             Ended => write!(
                 f,
                 "cannot enqueue `{}`: the scope this handle refers to has already ended, so the \
-                 intent was not buffered. Keep the scope open until the spawned work finishes \
-                 (join it before the scope returns)",
+                 intent was not buffered (it is handed back by `Error::into_undispatched`). Keep \
+                 the scope open until the spawned work finishes (join it before the scope returns)",
                 self.task.unwrap_or("?")
             ),
             EnclosingNotCurrent => f.write_str(
@@ -254,10 +317,9 @@ impl fmt::Display for DispatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "dispatching `{}` failed after {} intent(s) were dispatched: {}",
+            "dispatching `{}` failed after {} intent(s) were dispatched",
             self.failed_task,
             self.report.dispatched_count(),
-            self.source
         )?;
         let left = self.undispatched.len() + usize::from(self.failed.is_some());
         if left > 0 {

@@ -1,7 +1,13 @@
 //! Executors: HOW escaping intents run.
 
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use crate::intent::Intent;
 use crate::task::{BoxError, BoxFuture, Run};
+use crate::undelivered::{Undelivered, undelivered};
 
 /// Dispatches the intents that survived a flush, in order.
 ///
@@ -14,19 +20,24 @@ use crate::task::{BoxError, BoxFuture, Run};
 /// return a [`DispatchFailure`] that hands back every intent not dispatched.
 /// An executor reads an intent's dispatch options with [`Intent::options`].
 ///
+/// The batch comes as [`Intents`], which guards what it still holds: intents
+/// neither taken out of it nor handed back (the executor panicked, or its
+/// pending dispatch was dropped because the flush was cancelled) go to the
+/// [undelivered hook](crate::Undelivered) when it is dropped.
+///
 /// # Examples
 ///
 /// An executor that appends intents to an outbox as JSON lines:
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use airlock::{Dispatch, Executor, Intent};
+/// use airlock::{Dispatch, Executor, Intents};
 ///
 /// #[derive(Default)]
 /// struct Outbox(Mutex<Vec<String>>);
 ///
 /// impl Executor for Outbox {
-///     fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+///     fn dispatch(&self, intents: Intents) -> Dispatch {
 ///         Dispatch::each(intents, |intent| {
 ///             let line = serde_json::json!({
 ///                 "task": intent.name(),
@@ -46,18 +57,104 @@ use crate::task::{BoxError, BoxFuture, Run};
 )]
 pub trait Executor: Send + Sync + 'static {
     /// Dispatches `intents` in order.
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch;
+    fn dispatch(&self, intents: Intents) -> Dispatch;
 }
 
 impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         (**self).dispatch(intents)
     }
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: Intents) -> Dispatch {
         (**self).dispatch(intents)
+    }
+}
+
+/// The batch an [`Executor`] dispatches: the intents that survived a flush,
+/// in order.
+///
+/// Read it as a slice (`intents.len()`, `intents.iter()`), take intents out
+/// in order by iterating it, or take them all with [`into_vec`](Intents::into_vec).
+/// What is still inside when it is dropped was neither dispatched nor handed
+/// back: it goes to the [undelivered hook](crate::Undelivered), so an
+/// executor that panics, or a pending dispatch that is cancelled, loses
+/// nothing silently.
+pub struct Intents {
+    rest: std::vec::IntoIter<Intent>,
+}
+
+impl Intents {
+    /// Wraps intents for an executor (to call one from another executor, or
+    /// in a test).
+    pub fn new(intents: Vec<Intent>) -> Self {
+        Intents {
+            rest: intents.into_iter(),
+        }
+    }
+
+    /// The intents not yet taken out, in order.
+    pub fn as_slice(&self) -> &[Intent] {
+        self.rest.as_slice()
+    }
+
+    /// Takes every intent not yet taken out: the caller is now responsible
+    /// for each one.
+    pub fn into_vec(mut self) -> Vec<Intent> {
+        std::mem::take(&mut self.rest).collect()
+    }
+}
+
+impl From<Vec<Intent>> for Intents {
+    fn from(intents: Vec<Intent>) -> Self {
+        Intents::new(intents)
+    }
+}
+
+impl std::ops::Deref for Intents {
+    type Target = [Intent];
+
+    fn deref(&self) -> &[Intent] {
+        self.as_slice()
+    }
+}
+
+impl Iterator for Intents {
+    type Item = Intent;
+
+    fn next(&mut self) -> Option<Intent> {
+        self.rest.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.rest.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Intents {}
+
+impl Drop for Intents {
+    fn drop(&mut self) {
+        if self.rest.len() == 0 {
+            return;
+        }
+        let cause = if std::thread::panicking() {
+            "the executor panicked before dispatching these intents"
+        } else {
+            "the dispatch ended before these intents were dispatched or handed back \
+             (it was cancelled, or the executor dropped them)"
+        };
+        undelivered(Undelivered::new(
+            std::mem::take(&mut self.rest).collect(),
+            cause,
+        ));
+    }
+}
+
+impl fmt::Debug for Intents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
@@ -73,11 +170,10 @@ pub enum Dispatch {
 impl Dispatch {
     /// Dispatches each intent in turn with `send`, stopping at the first error
     /// and handing back the failed intent and those after it.
-    pub fn each<F>(intents: Vec<Intent>, mut send: F) -> Dispatch
+    pub fn each<F>(mut intents: Intents, mut send: F) -> Dispatch
     where
         F: FnMut(&Intent) -> Result<(), BoxError>,
     {
-        let mut intents = intents.into_iter();
         let mut dispatched = 0;
         while let Some(intent) = intents.next() {
             if let Err(error) = send(&intent) {
@@ -117,6 +213,25 @@ pub struct DispatchFailure {
     pub not_attempted: Vec<Intent>,
 }
 
+impl DispatchFailure {
+    /// A failure of `failed` (still held, so it is handed back), with `rest`
+    /// not attempted.
+    pub fn new(
+        dispatched: usize,
+        failed: Intent,
+        error: impl Into<BoxError>,
+        rest: impl IntoIterator<Item = Intent>,
+    ) -> Self {
+        DispatchFailure {
+            dispatched,
+            failed_task: failed.name(),
+            failed: Some(failed),
+            error: error.into(),
+            not_attempted: rest.into_iter().collect(),
+        }
+    }
+}
+
 /// Runs each task in place, in order, on the thread that flushes: the default
 /// executor.
 ///
@@ -124,26 +239,29 @@ pub struct DispatchFailure {
 /// scope blocks on it without an async runtime, so async tasks that need one
 /// belong with `TokioExecutor` (feature `tokio`) or an async scope.
 ///
-/// When a task fails, the tasks after it are not run and are handed back in
-/// the flush error. The failed task itself was moved into its call and is
-/// reported by name.
+/// When a task fails (returns an error or panics), the tasks after it are not
+/// run and are handed back in the flush error with the failed one: each task
+/// is cloned before it runs, so [`DispatchError::failed`](crate::DispatchError::failed)
+/// can be retried. A panic becomes that error; it does not unwind through
+/// the flush.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InlineExecutor;
 
 impl Executor for InlineExecutor {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
-        let mut intents = intents.into_iter();
+    fn dispatch(&self, mut intents: Intents) -> Dispatch {
         let mut dispatched = 0;
         while let Some(intent) = intents.next() {
-            let task = intent.name();
-            match intent.run() {
+            let kept = intent.clone();
+            match run_guarded(intent) {
                 Run::Done(Ok(())) => dispatched += 1,
                 Run::Done(Err(error)) => {
-                    return Dispatch::Done(Err(failure(dispatched, task, error, intents)));
+                    return Dispatch::Done(Err(DispatchFailure::new(
+                        dispatched, kept, error, intents,
+                    )));
                 }
                 Run::Pending(future) => {
                     return Dispatch::Pending(Box::pin(run_rest_async(
-                        dispatched, task, future, intents,
+                        dispatched, kept, future, intents,
                     )));
                 }
             }
@@ -152,40 +270,84 @@ impl Executor for InlineExecutor {
     }
 }
 
-fn failure(
-    dispatched: usize,
-    failed_task: &'static str,
-    error: BoxError,
-    rest: std::vec::IntoIter<Intent>,
-) -> DispatchFailure {
-    DispatchFailure {
-        dispatched,
-        failed_task,
-        failed: None,
-        error,
-        not_attempted: rest.collect(),
+/// Runs a task, turning a panic into its error.
+pub(crate) fn run_guarded(intent: Intent) -> Run {
+    let task = intent.name();
+    match catch_unwind(AssertUnwindSafe(|| intent.run())) {
+        Ok(Run::Done(result)) => Run::Done(result),
+        Ok(Run::Pending(future)) => Run::Pending(Box::pin(CatchPanic { future, task })),
+        Err(panic) => Run::Done(Err(panicked(task, &*panic))),
+    }
+}
+
+/// The error for a task that panicked, with the panic's message.
+pub(crate) fn panicked(task: &'static str, panic: &(dyn std::any::Any + Send)) -> BoxError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic payload");
+    format!("task `{task}` panicked: {message}").into()
+}
+
+/// An asynchronous task whose panics become its error.
+struct CatchPanic {
+    future: BoxFuture<Result<(), BoxError>>,
+    task: &'static str,
+}
+
+impl Future for CatchPanic {
+    type Output = Result<(), BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = self.task;
+        match catch_unwind(AssertUnwindSafe(|| self.future.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(panicked(task, &*panic))),
+        }
     }
 }
 
 /// The inline executor after its first asynchronous task: await each in turn.
+/// Dropped part way (the flush was cancelled), the intents it has not run go
+/// to the undelivered hook with `rest`, and so does the one it was running.
 async fn run_rest_async(
     mut dispatched: usize,
-    task: &'static str,
+    kept: Intent,
     first: BoxFuture<Result<(), BoxError>>,
-    mut rest: std::vec::IntoIter<Intent>,
+    mut rest: Intents,
 ) -> Result<(), DispatchFailure> {
-    if let Err(error) = first.await {
-        return Err(failure(dispatched, task, error, rest));
-    }
-    dispatched += 1;
-    while let Some(intent) = rest.next() {
-        let task = intent.name();
-        if let Err(error) = intent.run().finish().await {
-            return Err(failure(dispatched, task, error, rest));
+    let mut current = InFlight(Some(kept));
+    let mut running = first;
+    loop {
+        let result = running.await;
+        let kept = current.0.take().expect("one task runs at a time");
+        if let Err(error) = result {
+            return Err(DispatchFailure::new(dispatched, kept, error, rest));
         }
         dispatched += 1;
+        let Some(intent) = rest.next() else {
+            return Ok(());
+        };
+        current.0 = Some(intent.clone());
+        running = run_guarded(intent).finish_boxed();
     }
-    Ok(())
+}
+
+/// The task an asynchronous dispatch is running, for the undelivered hook if
+/// the dispatch is dropped before the task finishes.
+struct InFlight(Option<Intent>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(intent) = self.0.take() {
+            undelivered(Undelivered::new(
+                vec![intent],
+                "the dispatch was cancelled while this task was running: it may have had \
+                 part of its effect",
+            ));
+        }
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -240,7 +402,8 @@ mod tokio_executor {
     }
 
     impl Executor for TokioExecutor {
-        fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+        fn dispatch(&self, intents: super::Intents) -> Dispatch {
+            let intents = intents.into_vec();
             let handle = match self.handle.clone().map_or_else(Handle::try_current, Ok) {
                 Ok(handle) => handle,
                 Err(error) => {

@@ -26,9 +26,24 @@ pin_project! {
     /// asynchronous executor. Dropped before completion, it discards.
     #[must_use = "futures do nothing unless polled"]
     pub struct ScopeFuture<F: Future> {
+        // `None` once dropped: a cancelled scope drops its future with the
+        // scope current, so what its destructors enqueue is discarded with
+        // it rather than escaping through the enclosing scope.
         #[pin]
-        future: F,
+        future: Option<F>,
         state: State<F::Output>,
+    }
+
+    impl<F: Future> PinnedDrop for ScopeFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let State::Running(slot) = this.state
+                && this.future.is_some()
+            {
+                let _lend = Lend::try_new(&mut slot.0);
+                this.future.set(None);
+            }
+        }
     }
 }
 
@@ -37,6 +52,7 @@ enum State<R> {
     Running(FrameSlot),
     Flushing {
         out: Option<R>,
+        exit: Exit,
         report: FlushReport,
         dispatch: Dispatching,
     },
@@ -44,8 +60,8 @@ enum State<R> {
 }
 
 /// A dispatch under way; dropping it unfinished (the scope's future was
-/// cancelled mid-flush) leaves some effects escaped and others not, so it
-/// says so.
+/// cancelled mid-flush) leaves some effects escaped and hands the rest to the
+/// undelivered hook, so it says so.
 struct Dispatching(Option<BoxFuture<Result<(), DispatchFailure>>>);
 
 impl Drop for Dispatching {
@@ -54,7 +70,7 @@ impl Drop for Dispatching {
             tracing::warn!(
                 target: "airlock",
                 "an async scope was cancelled while its executor was dispatching: \
-                 some intents may have escaped and the rest were dropped"
+                 some intents may have escaped; the executor hands the rest to the undelivered hook"
             );
         }
     }
@@ -66,7 +82,7 @@ struct FrameSlot(Option<Frame>);
 impl Drop for FrameSlot {
     fn drop(&mut self) {
         if let Some(frame) = self.0.take() {
-            scope::discard(frame, Exit::Cancelled);
+            scope::end_unattended(frame, Exit::Cancelled);
         }
     }
 }
@@ -78,6 +94,23 @@ struct Lend<'a> {
 }
 
 impl<'a> Lend<'a> {
+    /// Lends the frame if it can without panicking (not in a hook, the
+    /// thread's state not torn down): for use in `Drop`.
+    fn try_new(slot: &'a mut Option<Frame>) -> Option<Self> {
+        let frame = slot.take()?;
+        let id = frame.id;
+        let pushed = CONTEXT.try_with(|cx| cx.push(frame));
+        match pushed {
+            Ok(Ok(())) => Some(Lend { slot, id }),
+            Ok(Err(frame)) => {
+                *slot = Some(frame);
+                None
+            }
+            // The frame went down with the thread's state.
+            Err(_) => None,
+        }
+    }
+
     fn new(slot: &'a mut Option<Frame>) -> Self {
         let frame = slot
             .take()
@@ -105,7 +138,7 @@ where
 {
     pub(crate) fn new(scope: Scope, future: F) -> Self {
         ScopeFuture {
-            future,
+            future: Some(future),
             state: State::Start(Some(scope)),
         }
     }
@@ -129,7 +162,8 @@ where
                 State::Running(slot) => {
                     let poll = {
                         let _lend = Lend::new(&mut slot.0);
-                        this.future.as_mut().poll(cx)
+                        let future = this.future.as_mut().as_pin_mut();
+                        future.expect("airlock: ScopeFuture polled after drop").poll(cx)
                     };
                     let Poll::Ready(out) = poll else {
                         return Poll::Pending;
@@ -148,18 +182,19 @@ where
                             }
                             Ok(Err(error)) => {
                                 *this.state = State::Done;
-                                return Poll::Ready(out.absorb_flush_error(error));
+                                return Poll::Ready(scope::fold_flush_error(out, exit, error));
                             }
                             Err(pending) => pending,
                         };
                     match kind::start(intents, executor) {
                         Dispatch::Done(result) => {
                             *this.state = State::Done;
-                            return Poll::Ready(settle(out, report, result));
+                            return Poll::Ready(settle(out, exit, report, result));
                         }
                         Dispatch::Pending(dispatch) => {
                             *this.state = State::Flushing {
                                 out: Some(out),
+                                exit,
                                 report,
                                 dispatch: Dispatching(Some(dispatch)),
                             };
@@ -168,6 +203,7 @@ where
                 }
                 State::Flushing {
                     out,
+                    exit,
                     report,
                     dispatch,
                 } => {
@@ -179,8 +215,9 @@ where
                     dispatch.0 = None;
                     let out = out.take().expect("airlock: output taken twice");
                     let report = std::mem::take(report);
+                    let exit = *exit;
                     *this.state = State::Done;
-                    return Poll::Ready(settle(out, report, result));
+                    return Poll::Ready(settle(out, exit, report, result));
                 }
                 State::Done => panic!("airlock: ScopeFuture polled after completion"),
             }
@@ -188,10 +225,15 @@ where
     }
 }
 
-fn settle<R: Outcome>(out: R, report: FlushReport, result: Result<(), DispatchFailure>) -> R {
+fn settle<R: Outcome>(
+    out: R,
+    exit: Exit,
+    report: FlushReport,
+    result: Result<(), DispatchFailure>,
+) -> R {
     match kind::settle(report, result) {
         Ok(_) => out,
-        Err(error) => out.absorb_flush_error(error),
+        Err(error) => scope::fold_flush_error(out, exit, error),
     }
 }
 
@@ -206,6 +248,62 @@ impl<F: Future> fmt::Debug for ScopeFuture<F> {
         f.debug_struct("ScopeFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+pin_project! {
+    /// The future returned by [`capture_async`](crate::capture_async).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CaptureFuture<F> {
+        // `None` once finished or dropped; dropped with the scope current.
+        #[pin]
+        future: Option<F>,
+        slot: FrameSlot,
+    }
+
+    impl<F> PinnedDrop for CaptureFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _lend = Lend::try_new(&mut this.slot.0);
+                this.future.set(None);
+            }
+        }
+    }
+}
+
+impl<F: Future> CaptureFuture<F> {
+    pub(crate) fn new(future: F) -> Self {
+        let frame = CONTEXT.with(|cx| Scope::new().policy(crate::AllowAll).into_frame(cx));
+        CaptureFuture {
+            future: Some(future),
+            slot: FrameSlot(Some(frame)),
+        }
+    }
+}
+
+impl<F: Future> Future for CaptureFuture<F> {
+    type Output = (F::Output, Vec<crate::Intent>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let poll = {
+            let _lend = Lend::new(&mut this.slot.0);
+            let future = this.future.as_mut().as_pin_mut();
+            future.expect("airlock: CaptureFuture polled after completion").poll(cx)
+        };
+        let Poll::Ready(out) = poll else {
+            return Poll::Pending;
+        };
+        this.future.set(None);
+        let frame = this.slot.0.take().expect("airlock: capture frame lost in poll");
+        Poll::Ready((out, frame.into_intents()))
+    }
+}
+
+impl<F> fmt::Debug for CaptureFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureFuture").finish_non_exhaustive()
     }
 }
 

@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{CONTEXT, Context, Frame, Shared};
+use crate::context::{CONTEXT, Context, Frame, Shared, SharedRef};
 use crate::error::{Error, Result, StateError, StateErrorKind};
 use crate::intent::Intent;
 
@@ -49,7 +49,7 @@ pub struct ScopeHandle {
 ///
 /// A [`StateError`] if no scope is current.
 pub fn handle() -> Result<ScopeHandle> {
-    CONTEXT.with(|cx| {
+    let taken = CONTEXT.try_with(|cx| {
         if cx.in_hook() {
             return Err(StateError::new(StateErrorKind::InHook).into());
         }
@@ -58,17 +58,16 @@ pub fn handle() -> Result<ScopeHandle> {
         let top = frames
             .last_mut()
             .ok_or(StateError::new(StateErrorKind::NoScope))?;
-        let shared = top
-            .shared
-            .get_or_insert_with(|| {
-                Arc::new(Shared {
-                    inbox: Mutex::new(Some(Vec::new())),
-                    policies,
-                })
-            })
-            .clone();
+        let shared = Arc::clone(top.shared.get_or_insert_with(|| {
+            SharedRef::owner(Arc::new(Shared {
+                inbox: Mutex::new(Some(Vec::new())),
+                policies,
+            }))
+        }));
         Ok(ScopeHandle { shared })
-    })
+    });
+    // During thread teardown no scope can be current.
+    taken.unwrap_or_else(|_| Err(StateError::new(StateErrorKind::NoScope).into()))
 }
 
 impl ScopeHandle {
@@ -85,17 +84,46 @@ impl ScopeHandle {
     /// scope has ended.
     pub fn enqueue(&self, intent: impl Into<Intent>) -> Result<()> {
         let intent = intent.into();
-        if CONTEXT.with(Context::in_hook) {
-            return Err(Error::EnqueueInHook {
+        match CONTEXT.try_with(Context::in_hook) {
+            Ok(false) => self.run(|| crate::enqueue(intent)),
+            Ok(true) => Err(Error::EnqueueInHook {
                 task: intent.name(),
+                intent: Box::new(intent),
+            }),
+            // A thread-local destructor: this thread's airlock state is gone,
+            // but the scope is not.
+            Err(_) => self.enqueue_detached(intent),
+        }
+    }
+
+    /// Enqueues without this thread's state: the handle's policies judge,
+    /// and the intent goes straight to the scope's inbox.
+    fn enqueue_detached(&self, intent: Intent) -> Result<()> {
+        let judged = self
+            .shared
+            .policies
+            .iter()
+            .try_for_each(|policy| policy.rejected_by(&intent));
+        if let Err((policy, violation)) = judged {
+            return Err(Error::PolicyViolation {
+                task: intent.name(),
+                policy,
+                violation,
+                intent: Box::new(intent),
             });
         }
-        self.run(|| crate::enqueue(intent))
+        self.shared
+            .push_one(intent)
+            .map_err(|intent| StateError::ended(intent).into())
     }
 
     /// Runs `f` with the scope current on this thread: plain
     /// [`enqueue`](crate::enqueue) calls inside reach it, and scopes opened
     /// inside are captured into it.
+    ///
+    /// From a thread-local destructor, where this thread's airlock state is
+    /// gone, `f` runs with no scope current: use [`ScopeHandle::enqueue`]
+    /// there, which still reaches the scope.
     ///
     /// # Panics
     ///
@@ -123,27 +151,31 @@ impl fmt::Debug for ScopeHandle {
     }
 }
 
-/// A remote frame on this thread's stack for as long as it lives.
+/// A remote frame on this thread's stack for as long as it lives (none when
+/// the thread's state is already torn down).
 struct RemoteFrame {
-    id: u64,
+    id: Option<u64>,
 }
 
 impl RemoteFrame {
     fn push(shared: &Arc<Shared>) -> Self {
-        CONTEXT.with(|cx| {
+        let id = CONTEXT.try_with(|cx| {
             let frame = Frame::remote(cx.next_id(), shared.clone());
             let id = frame.id;
             if cx.push(frame).is_err() {
                 panic!("airlock: a scope handle was entered inside a policy or scope hook");
             }
-            RemoteFrame { id }
-        })
+            id
+        });
+        RemoteFrame { id: id.ok() }
     }
 }
 
 impl Drop for RemoteFrame {
     fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|cx| cx.pop(self.id));
+        if let Some(id) = self.id {
+            let _ = CONTEXT.try_with(|cx| cx.pop(id));
+        }
     }
 }
 

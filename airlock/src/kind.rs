@@ -4,7 +4,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::error::{DispatchError, Result};
-use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
+use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
+use crate::undelivered::Undelivered;
 use crate::intent::Intent;
 use crate::report::{Fate, FlushReport};
 
@@ -16,10 +17,12 @@ pub enum Exit {
     Success,
     /// `Err` (or whatever an [`Outcome`](crate::Outcome) counts as failure).
     Failure,
-    /// The body panicked. Always discards.
+    /// The body panicked. Discards unless the kind's
+    /// [`should_flush`](ScopeKind::should_flush) says otherwise; the panic
+    /// then goes on unwinding.
     Panic,
-    /// An async scope's future was dropped before it completed. Always
-    /// discards.
+    /// An async scope's future (or an `ActiveScope`) was dropped before it
+    /// completed. Discards unless the kind says otherwise.
     Cancelled,
 }
 
@@ -76,7 +79,7 @@ impl<'a> Descendant<'a> {
 ///
 /// let result: Result<(), airlock::Error> = Scope::new().kind(AlwaysFlush).run(|| {
 ///     // airlock::enqueue(PageOnCall { ... })?;
-///     Err(airlock::Error::NoScope { task: "example" })
+///     Err(airlock::Error::TaskFailed { task: "example", source: "the body failed".into() })
 /// });
 /// assert!(result.is_err());
 /// ```
@@ -86,9 +89,17 @@ impl<'a> Descendant<'a> {
     note = "use `Independent` or a type that implements `airlock::ScopeKind` (and `Default`, for `#[airlock::scoped(scope = ...)]`)"
 )]
 pub trait ScopeKind: Any + Send + Sync {
-    /// Whether to flush, given how the body ended. Called for
-    /// [`Exit::Success`] and [`Exit::Failure`]; a panic or cancellation always
-    /// discards.
+    /// Whether to flush, given how the body ended. Asked on every way a scope
+    /// ends, [`Exit::Panic`] and [`Exit::Cancelled`] included, so an alerting
+    /// scope can report the crash; the default flushes on success only.
+    ///
+    /// When a scope flushes after its body failed, the body's own error is
+    /// what the caller gets; a flush failure then goes to the undelivered
+    /// hook. After a panic or cancellation there is no caller: the dispatch
+    /// is guarded (a task that fails or panics cannot abort the process) and
+    /// what it could not dispatch goes to the undelivered hook. A cancelled
+    /// async scope cannot await its executor, so intents of a pending
+    /// dispatch go there too.
     fn should_flush(&self, exit: Exit) -> bool {
         exit == Exit::Success
     }
@@ -156,8 +167,8 @@ impl ScopeKind for Independent {
 ///
 /// A [`ScopeKind::schedule`] that defers dispatch keeps the batch and later
 /// calls [`dispatch`](Batch::dispatch) (or [`discard`](Batch::discard), for a
-/// rolled-back transaction). A batch dropped without either logs a warning
-/// naming what was lost.
+/// rolled-back transaction). A batch dropped without either hands its
+/// intents to the [undelivered hook](crate::Undelivered).
 #[must_use = "a batch dispatches nothing until `dispatch` is called"]
 pub struct Batch {
     intents: Vec<Intent>,
@@ -196,6 +207,9 @@ impl Batch {
 
     /// Dispatches the batch now, awaiting an asynchronous executor.
     ///
+    /// Cancelled part way (the future dropped), the intents the executor had
+    /// not dispatched go to the [undelivered hook](crate::Undelivered).
+    ///
     /// # Errors
     ///
     /// As [`dispatch`](Batch::dispatch).
@@ -227,15 +241,10 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if !self.intents.is_empty() {
-            let lost: Vec<String> = self.intents.iter().map(ToString::to_string).collect();
-            tracing::warn!(
-                target: "airlock",
-                count = lost.len(),
-                intents = ?lost,
-                "a deferred batch was dropped without dispatch() or discard(): its intents are lost"
-            );
-        }
+        crate::undelivered(Undelivered::new(
+            std::mem::take(&mut self.intents),
+            "a deferred batch was dropped without dispatch() or discard()",
+        ));
     }
 }
 
@@ -251,6 +260,7 @@ pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -
     if intents.is_empty() {
         return Dispatch::Done(Ok(()));
     }
+    let intents = Intents::new(intents);
     match executor {
         Some(executor) => executor.dispatch(intents),
         None => InlineExecutor.dispatch(intents),

@@ -106,8 +106,8 @@ pub use crate::config::{
 pub use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 #[cfg(feature = "tokio")]
 pub use crate::executor::TokioExecutor;
-pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
-pub use crate::future::{PolicyFuture, ScopeFuture, WithDefaults};
+pub use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
+pub use crate::future::{CaptureFuture, PolicyFuture, ScopeFuture, WithDefaults};
 pub use crate::handle::{HandleFuture, ScopeHandle, handle};
 pub use crate::intent::Intent;
 pub use crate::kind::{Batch, Descendant, Exit, Independent, Release, ScopeKind};
@@ -117,8 +117,8 @@ pub use crate::policy::{
 pub use crate::registry::{Registration, RegistryError};
 pub use crate::report::{Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
-    ActiveScope, Outcome, Scope, buffered, capture, scope, scope_async, with_policy,
-    with_policy_async,
+    ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
+    scope_async, with_policy, with_policy_async,
 };
 pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
@@ -148,7 +148,7 @@ pub use airlock_macros::{scoped, task};
 /// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping;
 /// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { Run::ok() } }
 /// let error = airlock::enqueue(Ping).unwrap_err();
-/// assert!(matches!(error, airlock::Error::NoScope { task: "ping" }));
+/// assert!(matches!(error, airlock::Error::NoScope { task: "ping", .. }));
 ///
 /// airlock::scope(|| {
 ///     airlock::enqueue(Ping)?;
@@ -160,9 +160,13 @@ pub use airlock_macros::{scoped, task};
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
     let intent = intent.into();
     let task = intent.name();
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent)) {
+    let mut intent = Some(intent);
+    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
         Ok(result) => result,
         // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope { task }),
+        Err(_) => Err(Error::NoScope {
+            task,
+            intent: Box::new(intent.expect("not taken: the context was gone")),
+        }),
     }
 }

@@ -3,6 +3,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard};
@@ -12,6 +13,7 @@ use crate::intent::Intent;
 use crate::kind::{self, Batch, Descendant, Exit, Release, ScopeKind};
 use crate::policy::{AllowAll, Policy};
 use crate::report::{Fate, FlushReport, ReportEntry};
+use crate::undelivered::Undelivered;
 
 /// A scope to run code in: the builder for its policy (WHAT), executor (HOW)
 /// and kind (WHEN). Anything left unset comes from the [defaults](crate::configure).
@@ -161,7 +163,7 @@ impl Scope {
         };
         match entered.finish(exit) {
             Ok(_) => out,
-            Err(error) => out.absorb_flush_error(error),
+            Err(error) => fold_flush_error(out, exit, error),
         }
     }
 
@@ -200,16 +202,18 @@ impl Scope {
     /// # Ok::<(), airlock::Error>(())
     /// ```
     pub fn enter(self) -> Result<ActiveScope> {
+        self.enter_at(Enclosing::CURRENT)
+    }
+
+    /// [`enter`](Scope::enter), with the scope its intents go to when it
+    /// flushes: `CURRENT` for the one current now.
+    pub(crate) fn enter_at(self, enclosing: Enclosing) -> Result<ActiveScope> {
         CONTEXT.with(|cx| {
             let mut frame = self.into_frame(cx);
-            frame.enclosing = match cx
-                .frames
-                .try_borrow()
-                .ok()
-                .and_then(|f| f.last().map(|t| t.id))
-            {
-                Some(id) => Enclosing::frame(id),
-                None => Enclosing::ROOT,
+            let current = cx.frames.try_borrow().ok().and_then(|f| f.last().map(|t| t.id));
+            frame.enclosing = match (enclosing, current) {
+                (Enclosing::CURRENT, Some(id)) => Enclosing::frame(id),
+                _ => Enclosing::ROOT,
             };
             let id = frame.id;
             cx.push(frame)
@@ -272,6 +276,61 @@ impl<T, E: From<Error>> Outcome for Result<T, E> {
     }
 }
 
+/// Joins a flush error to the body's result: a successful body returns it,
+/// a failed one keeps its own error (the kind flushed anyway, for alerting)
+/// and the flush's intents go to the undelivered hook.
+pub(crate) fn fold_flush_error<R: Outcome>(out: R, exit: Exit, error: Error) -> R {
+    if exit == Exit::Success {
+        return out.absorb_flush_error(error);
+    }
+    error_to_hook(error, "a scope flushed after its body failed, and the flush failed");
+    out
+}
+
+/// Hands the intents of an error no caller will see to the undelivered hook.
+pub(crate) fn error_to_hook(error: Error, cause: &'static str) {
+    let message = error.to_string();
+    crate::undelivered(Undelivered::new(error.into_undispatched(), cause).with_error(message));
+}
+
+/// Ends a scope where no caller can take an error (a panic unwinding, a
+/// dropped `ActiveScope`, a cancelled future): its kind is asked whether to
+/// flush all the same; a failure, or a panic in a hook, cannot escape, and
+/// what could not be dispatched goes to the undelivered hook.
+///
+/// On a panic the dispatch runs to completion here, as a synchronous scope's
+/// does. On a cancellation a pending dispatch cannot be awaited: the intents
+/// it holds go to the undelivered hook.
+pub(crate) fn end_unattended(frame: Frame, exit: Exit) -> usize {
+    if frame.kind().is_none() {
+        return discard(frame, exit);
+    }
+    let ended = catch_unwind(AssertUnwindSafe(|| {
+        match prepare(frame, exit, Detail::Exceptions).into_dispatch() {
+            Ok(result) => result.map(drop),
+            Err((intents, executor, report)) => match kind::start(intents, executor) {
+                Dispatch::Done(result) => kind::settle(report, result).map(drop),
+                Dispatch::Pending(future) if exit == Exit::Panic => {
+                    kind::settle(report, crate::block_on::block_on(future)).map(drop)
+                }
+                // Dropped unfinished: its `Intents` hand what they hold to
+                // the undelivered hook.
+                Dispatch::Pending(_) => Ok(()),
+            },
+        }
+    }));
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => error_to_hook(error, "a scope that ended without a caller failed to flush"),
+        Err(_) => tracing::error!(
+            target: "airlock",
+            ?exit,
+            "a scope hook or executor panicked while its scope ended without a caller"
+        ),
+    }
+    0
+}
+
 /// Runs `f` in a new scope with the default settings: shorthand for
 /// `Scope::new().run(f)`.
 ///
@@ -322,12 +381,129 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Intent>) {
     (out, entered.pop().into_intents())
 }
 
+/// [`capture`] for a future: runs it in a scope that neither flushes nor
+/// discards, and returns its output with what it buffered. The scope is
+/// current whenever the future is polled; dropped unfinished, it discards.
+///
+/// # Examples
+///
+/// ```
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)] struct Ping { n: u32 }
+/// # impl Task for Ping { const NAME: &'static str = "ping"; fn run(self) -> Run { panic!() } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (result, intents) = airlock::capture_async(async {
+///     tokio::task::yield_now().await;
+///     airlock::enqueue(Ping { n: 1 })
+/// })
+/// .await;
+/// assert!(result.is_ok());
+/// assert_eq!(intents[0].payload::<Ping>(), Some(&Ping { n: 1 }));
+/// # }
+/// ```
+pub fn capture_async<F: Future>(future: F) -> crate::future::CaptureFuture<F> {
+    crate::future::CaptureFuture::new(future)
+}
+
+/// Runs `f` in a scope with the default policy and kind, flushing as an
+/// outermost scope would (its own policy, then each intent's: local regions,
+/// nested scopes), but with an executor that records instead of
+/// dispatching. Returns `f`'s result, the flush report (what was dropped, and
+/// by which policy) and the intents that would have been dispatched: for
+/// tests of what *escapes*, where [`capture`] shows what was *buffered*.
+/// Nothing reaches an enclosing scope.
+///
+/// # Panics
+///
+/// If called from inside a policy or scope hook, which is a bug: hooks
+/// judge intents, they do not run units of work.
+///
+/// # Examples
+///
+/// ```
+/// use airlock::BlockTasks;
+/// # use airlock::{Run, Task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Sms;
+/// # impl Task for Sms { const NAME: &'static str = "sms"; fn run(self) -> Run { panic!() } }
+/// # #[derive(Clone, Debug, Serialize, Deserialize)] struct Mail;
+/// # impl Task for Mail { const NAME: &'static str = "mail"; fn run(self) -> Run { panic!() } }
+/// let (result, report, escaped) = airlock::capture_report(|| {
+///     airlock::with_policy(BlockTasks::of::<Sms>(), || {
+///         airlock::enqueue(Sms)?;
+///         airlock::enqueue(Mail)
+///     })
+/// });
+/// assert!(result.is_ok());
+/// assert_eq!(report.dropped().collect::<Vec<_>>(), [("sms", "BlockTasks")]);
+/// assert_eq!(escaped.len(), 1);
+/// assert!(escaped[0].is::<Mail>());
+/// ```
+pub fn capture_report<R: Outcome>(f: impl FnOnce() -> R) -> (R, FlushReport, Vec<Intent>) {
+    let collected = Collect::default();
+    let mut scope = Scope::new()
+        .executor(collected.clone())
+        .enter_at(Enclosing::ROOT)
+        .unwrap_or_else(|_| {
+            panic!(
+                "airlock: capture_report was called inside a policy or scope hook; \
+                 hooks judge intents and cannot run units of work"
+            )
+        });
+    let out = f();
+    let flushed = match scope.exit() {
+        Ok(()) if out.is_success() => scope.flush(),
+        _ => scope.discard().map(|_| FlushReport::default()),
+    };
+    // The collector cannot fail, and the scope was entered here: a failure
+    // is a bug in this function.
+    let report = flushed.expect("airlock: capture_report's own scope failed to end");
+    (out, report, collected.take())
+}
+
+/// An executor that keeps what it is given.
+#[derive(Clone, Default)]
+struct Collect(Arc<std::sync::Mutex<Vec<Intent>>>);
+
+impl Collect {
+    fn take(&self) -> Vec<Intent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl Executor for Collect {
+    fn dispatch(&self, intents: crate::executor::Intents) -> Dispatch {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(intents);
+        Dispatch::Done(Ok(()))
+    }
+}
+
 /// Clones of the intents buffered so far in the current scope, own and
-/// captured, in order. Empty when there is no current scope.
+/// captured, in order, then those sent through its [handles](crate::handle).
+/// Inside a scope entered through a handle, what has been sent to that scope
+/// so far. Empty when there is no current scope.
 pub fn buffered() -> Vec<Intent> {
-    CONTEXT.with(|cx| match cx.frames.try_borrow() {
-        Ok(frames) => frames.last().map_or_else(Vec::new, |f| f.intents.clone()),
-        Err(_) => Vec::new(),
+    CONTEXT.with(|cx| {
+        let Ok(frames) = cx.frames.try_borrow() else {
+            return Vec::new();
+        };
+        let Some(top) = frames.last() else {
+            return Vec::new();
+        };
+        let mut intents = if top.is_remote() {
+            Vec::new()
+        } else {
+            top.intents.clone()
+        };
+        if let Some(shared) = &top.shared {
+            intents.extend(shared.sent());
+        }
+        intents
     })
 }
 
@@ -434,7 +610,7 @@ impl Drop for Entered {
         if !self.done
             && let Ok(Some(frame)) = CONTEXT.try_with(|cx| cx.pop(self.id))
         {
-            discard(frame, Exit::Panic);
+            end_unattended(frame, Exit::Panic);
         }
     }
 }
@@ -458,6 +634,8 @@ enum ActiveState {
     Flushed,
     Discarded,
     Failed,
+    /// A `flush_async` was dropped while its executor was dispatching.
+    Cancelled,
 }
 
 impl ActiveScope {
@@ -496,6 +674,7 @@ impl ActiveScope {
             ActiveState::Flushed => StateErrorKind::AlreadyFlushed,
             ActiveState::Discarded => StateErrorKind::AlreadyDiscarded,
             ActiveState::Failed => StateErrorKind::FlushFailed,
+            ActiveState::Cancelled => StateErrorKind::FlushCancelled,
         };
         Err(StateError::new(kind).into())
     }
@@ -520,6 +699,11 @@ impl ActiveScope {
 
     /// [`flush`](ActiveScope::flush), awaiting an asynchronous executor.
     ///
+    /// Cancelled while the executor dispatches (the future dropped), the
+    /// intents it had not dispatched go to the [undelivered
+    /// hook](crate::Undelivered), and the scope is finished
+    /// ([`StateErrorKind::FlushCancelled`]).
+    ///
     /// # Errors
     ///
     /// As [`flush`](ActiveScope::flush).
@@ -530,7 +714,10 @@ impl ActiveScope {
             Err((intents, executor, report)) => {
                 let result = match kind::start(intents, executor) {
                     Dispatch::Done(result) => result,
-                    Dispatch::Pending(future) => future.await,
+                    Dispatch::Pending(future) => {
+                        self.state = ActiveState::Cancelled;
+                        future.await
+                    }
                 };
                 kind::settle(report, result)
             }
@@ -623,7 +810,7 @@ impl Drop for ActiveScope {
             } else {
                 Exit::Cancelled
             };
-            let count = discard(frame, exit);
+            let count = end_unattended(frame, exit);
             if count > 0 && exit == Exit::Cancelled {
                 tracing::warn!(
                     target: "airlock",
@@ -643,6 +830,7 @@ impl fmt::Debug for ActiveScope {
             ActiveState::Flushed => "flushed",
             ActiveState::Discarded => "discarded",
             ActiveState::Failed => "failed",
+            ActiveState::Cancelled => "cancelled",
         };
         f.debug_struct("ActiveScope")
             .field("state", &state)
@@ -772,8 +960,12 @@ fn dispatch_inline(
     mut report: FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
+        // Kept until the task succeeds, so a failure can hand it back.
+        let kept = intents[index].clone();
         let payload = intents[index].take_payload();
-        if let Err(error) = payload.run().wait() {
+        let result = catch_unwind(AssertUnwindSafe(|| payload.run().wait()))
+            .unwrap_or_else(|panic| Err(crate::executor::panicked(kept.name(), &*panic)));
+        if let Err(error) = result {
             if !report.detailed {
                 // Name the intents that did escape; their payloads are gone,
                 // their names are not.
@@ -783,13 +975,7 @@ fn dispatch_inline(
                 });
                 report.entries.extend(escaped);
             }
-            let failure = DispatchFailure {
-                dispatched: index,
-                failed_task: intents[index].name(),
-                failed: None,
-                error,
-                not_attempted: intents.split_off(index + 1),
-            };
+            let failure = DispatchFailure::new(index, kept, error, intents.split_off(index + 1));
             return kind::settle(report, Err(failure));
         }
     }
@@ -818,7 +1004,6 @@ pub(crate) fn prepare(frame: Frame, exit: Exit, detail: Detail) -> Prepared {
 /// scheduling.
 pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail) -> Prepared {
     let flush = match (frame.kind(), exit) {
-        (_, Exit::Panic | Exit::Cancelled) => false,
         (None, exit) => exit == Exit::Success,
         (Some(kind), exit) => {
             let _hook = HookGuard::enter(cx);
@@ -928,21 +1113,26 @@ fn hand_to_ancestors(
     policy: Option<&Arc<dyn Policy>>,
     kind: Option<&dyn ScopeKind>,
 ) -> std::result::Result<(), Vec<Intent>> {
-    let mut frames = cx.frames.borrow_mut();
-    if frames.is_empty() {
-        return Ok(());
-    }
     let exiting = Descendant { kind };
-    for ancestor in frames.iter_mut().rev() {
-        if intents.is_empty() {
-            return Ok(());
-        }
-        let release = match ancestor.kind() {
+    let mut at = cx.frames.borrow().len();
+    while at > 0 && !intents.is_empty() {
+        at -= 1;
+        // The ancestor's hook runs with the stack only read, so it may look
+        // at it (`airlock::buffered()`).
+        let ancestor_kind = cx.frames.borrow().get(at).and_then(|f| f.kind().cloned());
+        let release = match ancestor_kind {
             None => Release::None,
             Some(ancestor_kind) => {
                 let _hook = HookGuard::enter(cx);
                 ancestor_kind.before_descendant_flushes(&exiting, intents)
             }
+        };
+        let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+            return Err(std::mem::take(intents));
+        };
+        // A hook that ended scopes (it exited an `ActiveScope`) leaves fewer.
+        let Some(ancestor) = frames.get_mut(at) else {
+            return Err(std::mem::take(intents));
         };
         if release == Release::None && !ancestor.is_remote() {
             // The common case, kept allocation-free: move everything up and
@@ -980,6 +1170,8 @@ fn hand_to_ancestors(
         match (&ancestor.shared, ancestor.is_remote()) {
             (Some(shared), true) => {
                 // The handle's scope decides for its own ancestors when it ends.
+                let shared = Arc::clone(shared);
+                drop(frames);
                 return shared.push_all(captured.collect());
             }
             _ => ancestor.intents.extend(captured),

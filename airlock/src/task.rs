@@ -121,6 +121,14 @@ impl Run {
             Run::Pending(future) => future.await,
         }
     }
+
+    /// The run as one boxed future.
+    pub(crate) fn finish_boxed(self) -> BoxFuture<Result<(), BoxError>> {
+        match self {
+            Run::Done(result) => Box::pin(std::future::ready(result)),
+            Run::Pending(future) => future,
+        }
+    }
 }
 
 impl fmt::Debug for Run {
