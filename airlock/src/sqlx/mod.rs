@@ -71,4 +71,4 @@ pub use self::backend::{Backend, migrate};
 pub use self::outbox::{OUTBOX_ID, Outbox, OutboxRow, RowState, outbox_id};
 pub use self::relay::{Relay, RelayHandle};
 pub use self::testing::{Committed, capture_commit};
-pub use self::tx::{Conn, TxError, TxFuture, TxGuard, TxScope, begin, transaction};
+pub use self::tx::{Conn, IntoConn, TxError, TxFuture, TxGuard, TxScope, begin, transaction};

@@ -185,7 +185,7 @@ impl<DB: Backend> Relay<DB> {
         }
         let result = match intents.is_empty() {
             true => Ok(()),
-            false => match self.executor.dispatch(intents) {
+            false => match self.executor.dispatch(intents.into()) {
                 Dispatch::Done(result) => result,
                 Dispatch::Pending(future) => future.await,
             },

@@ -26,7 +26,7 @@ use crate::undelivered::{Undelivered, undelivered};
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
 
 /// Where a transaction starts: a pool (a new, outermost transaction) or a
-/// connection (`&mut *conn`, `&mut **tx`), which is a savepoint when it is
+/// connection (`&mut *conn`, `&mut *tx`), which is a savepoint when it is
 /// already inside an airlock transaction.
 pub enum Conn<'c, DB: Backend> {
     /// Take a connection from the pool and begin a transaction on it.
@@ -36,15 +36,57 @@ pub enum Conn<'c, DB: Backend> {
     Connection(&'c mut DB::Connection),
 }
 
-impl<'c, DB: Backend> From<&'c Pool<DB>> for Conn<'c, DB> {
-    fn from(pool: &'c Pool<DB>) -> Self {
-        Conn::Pool(pool)
+/// What a transaction can begin on: `&Pool`, `&mut PgConnection` /
+/// `&mut SqliteConnection`, `&mut PoolConnection`, `&mut Transaction`.
+pub trait IntoConn<'c> {
+    /// The database.
+    type Database: Backend;
+
+    /// Where the transaction starts.
+    fn into_conn(self) -> Conn<'c, Self::Database>;
+}
+
+impl<'c, DB: Backend> IntoConn<'c> for Conn<'c, DB> {
+    type Database = DB;
+    fn into_conn(self) -> Conn<'c, DB> {
+        self
     }
 }
 
-impl<'c, DB: Backend> From<&'c mut DB::Connection> for Conn<'c, DB> {
-    fn from(connection: &'c mut DB::Connection) -> Self {
-        Conn::Connection(connection)
+impl<'c, DB: Backend> IntoConn<'c> for &'c Pool<DB> {
+    type Database = DB;
+    fn into_conn(self) -> Conn<'c, DB> {
+        Conn::Pool(self)
+    }
+}
+
+impl<'c, DB: Backend> IntoConn<'c> for &'c mut Transaction<'_, DB> {
+    type Database = DB;
+    fn into_conn(self) -> Conn<'c, DB> {
+        Conn::Connection(&mut **self)
+    }
+}
+
+impl<'c, DB: Backend> IntoConn<'c> for &'c mut ::sqlx::pool::PoolConnection<DB> {
+    type Database = DB;
+    fn into_conn(self) -> Conn<'c, DB> {
+        Conn::Connection(&mut **self)
+    }
+}
+
+#[cfg(feature = "sqlx-postgres")]
+impl<'c> IntoConn<'c> for &'c mut ::sqlx::PgConnection {
+    type Database = ::sqlx::Postgres;
+    fn into_conn(self) -> Conn<'c, ::sqlx::Postgres> {
+        Conn::Connection(self)
+    }
+}
+
+#[cfg(feature = "sqlx-sqlite")]
+impl<'c> IntoConn<'c> for &'c mut ::sqlx::SqliteConnection {
+    type Database = ::sqlx::Sqlite;
+    fn into_conn(self) -> Conn<'c, ::sqlx::Sqlite> {
+        Conn::Connection(self)
     }
 }
 
@@ -394,12 +436,29 @@ impl<DB: Backend> TxScope<DB> {
     /// does not own ([`TxError::NotOwned`]). A dispatch failure after COMMIT
     /// is not an error of the transaction: those intents go to the
     /// undelivered hook (or the fallback outbox).
-    pub async fn run<'c, R, E, F>(&self, conn: impl Into<Conn<'c, DB>>, f: F) -> Result<R, E>
+    // Not an `async fn`: the future is declared `Send` here, so callers that
+    // spawn it need not prove it themselves, which trips over the lifetimes
+    // of `IntoConn` (rust-lang/rust#110338).
+    pub fn run<'c, C, R, E, F>(
+        &self,
+        conn: C,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send
     where
-        F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>>,
-        E: From<TxError>,
+        C: IntoConn<'c, Database = DB>,
+        F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>> + Send,
+        R: Send,
+        E: From<TxError> + Send,
     {
-        let conn = conn.into();
+        self.run_conn(conn.into_conn(), f)
+    }
+
+    async fn run_conn<'c, R, E, F>(&self, conn: Conn<'c, DB>, f: F) -> Result<R, E>
+    where
+        F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>> + Send,
+        R: Send,
+        E: From<TxError> + Send,
+    {
         if conn.in_transaction() {
             let Conn::Connection(connection) = conn else {
                 unreachable!("a pool is never in a transaction")
@@ -472,8 +531,17 @@ impl<DB: Backend> TxScope<DB> {
     /// [`TxError::Database`] if BEGIN fails; [`TxError::NotOwned`] if the
     /// connection is already in a transaction (nest with
     /// [`TxGuard::scope`] or [`transaction`] instead).
-    pub async fn begin<'c>(&self, conn: impl Into<Conn<'c, DB>>) -> Result<TxGuard<'c, DB>, TxError> {
-        let conn = conn.into();
+    pub fn begin<'c, C>(
+        &self,
+        conn: C,
+    ) -> impl Future<Output = Result<TxGuard<'c, DB>, TxError>> + Send
+    where
+        C: IntoConn<'c, Database = DB>,
+    {
+        self.begin_conn(conn.into_conn())
+    }
+
+    async fn begin_conn<'c>(&self, conn: Conn<'c, DB>) -> Result<TxGuard<'c, DB>, TxError> {
         if conn.in_transaction() {
             return Err(TxError::NotOwned);
         }
@@ -764,13 +832,16 @@ impl<DB: Backend> fmt::Debug for TxGuard<'_, DB> {
 /// # Errors
 ///
 /// As [`TxScope::run`].
-pub async fn transaction<'c, DB, R, E, F>(conn: impl Into<Conn<'c, DB>>, f: F) -> Result<R, E>
+pub fn transaction<'c, DB, C, R, E, F>(conn: C, f: F) -> impl Future<Output = Result<R, E>> + Send
 where
     DB: Backend,
-    F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>>,
-    E: From<TxError>,
+    C: IntoConn<'c, Database = DB>,
+    F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>> + Send,
+    R: Send,
+    E: From<TxError> + Send,
 {
-    TxScope::new().run(conn, f).await
+    let conn = conn.into_conn();
+    async move { TxScope::new().run_conn(conn, f).await }
 }
 
 /// Begins an outermost transaction guard in post-commit mode: shorthand for
@@ -779,6 +850,11 @@ where
 /// # Errors
 ///
 /// As [`TxScope::begin`].
-pub async fn begin<'c, DB: Backend>(conn: impl Into<Conn<'c, DB>>) -> Result<TxGuard<'c, DB>, TxError> {
-    TxScope::new().begin(conn).await
+pub fn begin<'c, DB, C>(conn: C) -> impl Future<Output = Result<TxGuard<'c, DB>, TxError>> + Send
+where
+    DB: Backend,
+    C: IntoConn<'c, Database = DB>,
+{
+    let conn = conn.into_conn();
+    async move { TxScope::new().begin_conn(conn).await }
 }
