@@ -213,15 +213,21 @@ impl TxError {
     }
 }
 
-/// A COMMIT that failed this way may have reached the server.
+/// A COMMIT that failed this way may have taken effect: the connection
+/// broke (I/O, protocol), or the server said it is dropping the connection
+/// (SQLSTATE class 08, connection exception, or 57P, operator
+/// intervention: terminated, shutting down, crashed) instead of answering.
 fn ambiguous(error: &::sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         ::sqlx::Error::Io(_)
-            | ::sqlx::Error::Protocol(_)
-            | ::sqlx::Error::Tls(_)
-            | ::sqlx::Error::WorkerCrashed
-    )
+        | ::sqlx::Error::Protocol(_)
+        | ::sqlx::Error::Tls(_)
+        | ::sqlx::Error::WorkerCrashed => true,
+        ::sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// The body's error, or an airlock error from its scope's flush.
@@ -610,7 +616,7 @@ impl<DB: Backend> TxScope<DB> {
                 continue;
             }
             if let Err(error) = batch.dispatch_async().await {
-                cause = error.to_string();
+                cause = error_chain(&error);
                 lost.extend(error.into_undispatched());
             }
         }
@@ -634,6 +640,18 @@ impl<DB: Backend> TxScope<DB> {
         }
         undelivered(Undelivered::new(lost, "dispatch after COMMIT failed").with_error(cause));
     }
+}
+
+/// An error and its sources, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        source = error.source();
+    }
+    text
 }
 
 async fn write<DB: Backend>(conn: &mut DB::Connection, rows: &[NewRow]) -> Result<(), TxError> {
