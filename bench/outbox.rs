@@ -1,0 +1,181 @@
+//! The outbox on PostgreSQL: what writing intents in the caller's transaction
+//! costs, and how fast they go through the relay, against writing each effect
+//! directly after COMMIT.
+//!
+//! ```text
+//! cargo run --release -p airlock-bench --bin outbox [rounds]
+//! ```
+//!
+//! Reads `AIRLOCK_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), works in a schema of its own
+//! and drops it. Variants run interleaved, round after round, and the median
+//! of the rounds is reported, so load from other processes hits all alike.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use airlock::InlineExecutor;
+use airlock::sqlx::{Relay, TxError, TxScope};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// The effect: counts its runs.
+#[airlock::task(name = "bench.notify")]
+fn notify(order_id: i64, n: u32) {
+    let _ = (order_id, n);
+    RUNS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Transactions per measurement.
+const TXS: usize = 200;
+
+/// One transaction: an order row, then `n` effects in the outbox.
+async fn outbox_tx(pool: &PgPool, scope: &TxScope<sqlx::Postgres>, id: i64, n: u32) {
+    scope
+        .run(pool, |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                for i in 0..n {
+                    airlock::enqueue(Notify { order_id: id, n: i })?;
+                }
+                Ok::<_, TxError>(())
+            })
+        })
+        .await
+        .unwrap();
+}
+
+/// The same order without airlock, then each effect written on its own
+/// after the COMMIT: one INSERT per effect.
+async fn direct_tx(pool: &PgPool, id: i64, n: u32) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for i in 0..n {
+        sqlx::query("INSERT INTO effects (order_id, n, payload) VALUES ($1, $2, $3::jsonb)")
+            .bind(id)
+            .bind(i64::from(i))
+            .bind(format!(r#"{{"order_id":{id},"n":{i}}}"#))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Microseconds per transaction for `TXS` transactions.
+async fn per_tx(mut one: impl AsyncFnMut(i64)) -> f64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let start = Instant::now();
+    for _ in 0..TXS {
+        let id = i64::try_from(NEXT_ID.fetch_add(1, Ordering::Relaxed)).unwrap();
+        one(id).await;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / TXS as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(7, |arg| arg.parse().expect("rounds: a number"));
+    let url = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("airlock_bench_{}", std::process::id());
+    let admin = PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL is not reachable at {url}: {error}"));
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    airlock::sqlx::migrate(&pool).await.unwrap();
+    for table in [
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY)",
+        "CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, order_id BIGINT, n BIGINT, payload JSONB)",
+    ] {
+        sqlx::query(table).execute(&pool).await.unwrap();
+    }
+
+    let outbox = TxScope::new().outbox();
+    let relay = Relay::new(pool.clone(), InlineExecutor).batch_size(500);
+    let sizes = [0_u32, 1, 10, 100];
+    let mut cost: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    let mut direct: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    let mut throughput_outbox = Vec::new();
+    let mut throughput_direct = Vec::new();
+    // A warm-up round, not counted.
+    for round in 0..=rounds {
+        for (k, &n) in sizes.iter().enumerate() {
+            let us = per_tx(async |id| outbox_tx(&pool, &outbox, id, n).await).await;
+            let relay_start = Instant::now();
+            let before = RUNS.load(Ordering::Relaxed);
+            relay.drain().await.unwrap();
+            let relay_us = relay_start.elapsed().as_secs_f64() * 1e6;
+            let dispatched = RUNS.load(Ordering::Relaxed) - before;
+            assert_eq!(dispatched, u64::from(n) * TXS as u64, "the relay missed intents");
+            let direct_us = per_tx(async |id| direct_tx(&pool, id, n).await).await;
+            if round == 0 {
+                continue;
+            }
+            cost[k].push(us);
+            direct[k].push(direct_us);
+            if n == 10 {
+                let intents = f64::from(n) * TXS as f64;
+                throughput_outbox.push(intents / ((us * TXS as f64 + relay_us) / 1e6));
+                throughput_direct.push(intents / (direct_us * TXS as f64 / 1e6));
+            }
+        }
+    }
+
+    println!("PostgreSQL outbox, {rounds} interleaved rounds of {TXS} transactions, medians\n");
+    println!("| intents per transaction | outbox: µs per tx | added by the intents | direct after COMMIT: µs per tx | added |");
+    println!("|---:|---:|---:|---:|---:|");
+    let base = median(cost[0].clone());
+    let direct_base = median(direct[0].clone());
+    for (k, n) in sizes.iter().enumerate() {
+        let (us, direct_us) = (median(cost[k].clone()), median(direct[k].clone()));
+        println!(
+            "| {n} | {us:.0} | {:+.0} µs | {direct_us:.0} | {:+.0} µs |",
+            us - base,
+            direct_us - direct_base
+        );
+    }
+    let one = median(cost[1].clone());
+    let hundred = median(cost[3].clone());
+    println!("\n100 intents cost {:.2}x one intent per transaction (outbox)", hundred / one);
+    println!(
+        "intents/s at 10 per transaction: outbox (write in tx + relay dispatch) {:.0}, \
+         direct INSERT per effect after COMMIT {:.0}",
+        median(throughput_outbox),
+        median(throughput_direct)
+    );
+
+    pool.close().await;
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
