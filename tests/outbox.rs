@@ -30,6 +30,34 @@ impl Executor for NotingIds {
     }
 }
 
+/// Runs each intent by writing an order row through the same database, as a
+/// task that updates the application's tables does.
+#[derive(Clone)]
+struct WritesOrders<DB: sqlx::Database>(sqlx::Pool<DB>);
+
+impl<DB: sqlx::Database> Executor for WritesOrders<DB>
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    fn dispatch(&self, intents: Intents) -> Dispatch {
+        let pool = self.0.clone();
+        let ids: Vec<i64> = intents.iter().map(|i| 1000 + outbox_id(i).unwrap()).collect();
+        drop(intents.into_vec());
+        Dispatch::Pending(Box::pin(async move {
+            for id in ids {
+                sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Ok(())
+        }))
+    }
+}
+
 /// Runs relay rounds until `done` holds (the rows may be waiting out a
 /// backoff); fails after 60 s.
 async fn relay_until<DB: Backend>(relay: &Relay<DB>, mut done: impl AsyncFnMut() -> bool) {
@@ -97,6 +125,18 @@ macro_rules! outbox_scenarios {
             assert!(done.iter().all(|row| row.attempts == 1 && row.last_error.is_none()));
             assert_eq!(relay.drain().await.unwrap(), 0, "a done row was claimed again");
             assert_eq!(runs(&log).len(), 3);
+            db.finish().await;
+        }
+
+        #[tokio::test]
+        async fn tasks_can_write_to_the_database_while_the_relay_dispatches() {
+            let Some(db) = $setup else { return };
+            let log = unique("log");
+            commit_effects!(&db.pool, log, ["a", "b"]);
+            let relay = Relay::new(db.pool.clone(), WritesOrders(db.pool.clone()));
+            let drained = tokio::time::timeout(Duration::from_secs(10), relay.drain()).await;
+            assert_eq!(drained.expect("the relay blocked its own tasks").unwrap(), 2);
+            assert_eq!(airlock_tests::order_ids!(&db.pool).len(), 2);
             db.finish().await;
         }
 

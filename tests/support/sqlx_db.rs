@@ -476,40 +476,50 @@ macro_rules! transaction_scenarios {
         async fn guard_commits_then_dispatches() {
             let Some(db) = $setup else { return };
             let log = unique("log");
-            let mut tx = airlock::sqlx::begin(&db.pool).await.unwrap();
-            sqlx::query("INSERT INTO orders (id) VALUES (1)")
-                .execute(&mut *tx)
+            let pool = db.pool.clone();
+            let task_log = log.clone();
+            // Spawned: the guard's futures are Send.
+            let before_commit = tokio::spawn(async move {
+                let log = task_log;
+                let mut tx = airlock::sqlx::begin(&pool).await.unwrap();
+                sqlx::query("INSERT INTO orders (id) VALUES (1)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.scope(|sp| {
+                    let log = log.clone();
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO orders (id) VALUES (2)")
+                            .execute(&mut **sp)
+                            .await?;
+                        airlock::enqueue(effect(&log, "in scope"))?;
+                        Ok::<_, TxError>(())
+                    })
+                })
                 .await
                 .unwrap();
-            tx.scope(|sp| {
-                let log = log.clone();
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO orders (id) VALUES (2)")
-                        .execute(&mut **sp)
-                        .await?;
-                    airlock::enqueue(effect(&log, "in scope"))?;
-                    Ok::<_, TxError>(())
-                })
+                let failed: Result<(), AppError> = tx
+                    .scope(|sp| {
+                        let log = log.clone();
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO orders (id) VALUES (3)")
+                                .execute(&mut **sp)
+                                .await?;
+                            airlock::enqueue(effect(&log, "failed scope"))?;
+                            Err(AppError::Refused)
+                        })
+                    })
+                    .await;
+                assert!(failed.is_err());
+                tx.enqueue(effect(&log, "direct")).unwrap();
+                assert_eq!(tx.intents().len(), 2);
+                let before_commit = runs(&log);
+                tx.commit().await.unwrap();
+                before_commit
             })
             .await
             .unwrap();
-            let failed: Result<(), AppError> = tx
-                .scope(|sp| {
-                    let log = log.clone();
-                    Box::pin(async move {
-                        sqlx::query("INSERT INTO orders (id) VALUES (3)")
-                            .execute(&mut **sp)
-                            .await?;
-                        airlock::enqueue(effect(&log, "failed scope"))?;
-                        Err(AppError::Refused)
-                    })
-                })
-                .await;
-            assert!(failed.is_err());
-            tx.enqueue(effect(&log, "direct")).unwrap();
-            assert_eq!(tx.intents().len(), 2);
-            assert!(runs(&log).is_empty());
-            tx.commit().await.unwrap();
+            assert!(before_commit.is_empty(), "{before_commit:?}");
             assert_eq!(runs(&log), ["in scope", "direct"]);
             assert_eq!(order_ids!(&db.pool), [1, 2]);
             db.finish().await;

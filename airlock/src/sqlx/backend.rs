@@ -41,17 +41,28 @@ pub(crate) mod sealed {
             rows: &'a [NewRow],
         ) -> BoxFut<'a, Result<(), ::sqlx::Error>>;
 
-        /// Locks and returns up to `limit` rows that are due.
+        /// Whether a claim holds row locks until the round's COMMIT, so the
+        /// relay dispatches inside the claiming transaction (PostgreSQL).
+        /// Otherwise the claim leases the rows (pushes `available_at` out)
+        /// and commits at once, and the dispatch runs outside any
+        /// transaction (SQLite, whose one write lock the tasks may need).
+        const LOCKS_ROWS: bool;
+
+        /// Returns up to `limit` rows that are due, locked (or leased for
+        /// `lease_ms`).
         fn claim(
             conn: &mut Self::Connection,
             limit: i64,
+            lease_ms: i64,
         ) -> BoxFut<'_, Result<Vec<OutboxRow>, ::sqlx::Error>>;
 
-        /// Marks `done` rows done and records each failure.
+        /// Marks `done` rows done, records each failure, and makes
+        /// `released` rows (claimed, not attempted) due again.
         fn settle<'a>(
             conn: &'a mut Self::Connection,
             done: &'a [i64],
             failed: &'a [Failure],
+            released: &'a [i64],
         ) -> BoxFut<'a, Result<(), ::sqlx::Error>>;
 
         /// Rows in `state`, oldest first, after id `after`.

@@ -44,6 +44,7 @@ fn rows(found: Vec<PgRow>) -> Result<Vec<OutboxRow>, ::sqlx::Error> {
 #[allow(private_interfaces)]
 impl Sealed for Postgres {
     const BEGIN: Option<&'static str> = None;
+    const LOCKS_ROWS: bool = true;
 
     type Listener = PgListener;
 
@@ -90,6 +91,7 @@ impl Sealed for Postgres {
     fn claim(
         conn: &mut PgConnection,
         limit: i64,
+        _lease_ms: i64,
     ) -> BoxFut<'_, Result<Vec<OutboxRow>, ::sqlx::Error>> {
         Box::pin(async move {
             let sql = format!(
@@ -110,6 +112,8 @@ impl Sealed for Postgres {
         conn: &'a mut PgConnection,
         done: &'a [i64],
         failed: &'a [Failure],
+        // Released with the round's row locks.
+        _released: &'a [i64],
     ) -> BoxFut<'a, Result<(), ::sqlx::Error>> {
         Box::pin(async move {
             if !done.is_empty() {

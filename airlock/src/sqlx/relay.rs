@@ -25,16 +25,17 @@ pub(crate) fn wake_local() {
 /// task the application starts with [`spawn`](Relay::spawn) and stops with
 /// [`RelayHandle::shutdown`].
 ///
-/// Each round claims up to [`batch_size`](Relay::batch_size) due rows in a
-/// transaction (on PostgreSQL `FOR UPDATE SKIP LOCKED`, so relays on several
-/// machines never dispatch the same row at once; on SQLite `BEGIN
+/// Each round claims up to [`batch_size`](Relay::batch_size) due rows (on
+/// PostgreSQL with `FOR UPDATE SKIP LOCKED` in a transaction held while they
+/// are dispatched, so relays on several machines never dispatch the same row
+/// at once; on SQLite with a [lease](Relay::lease) taken under `BEGIN
 /// IMMEDIATE`), decodes them through the task registry, hands the batch to
 /// the executor, and records the outcome before COMMIT: dispatched rows are
 /// done; the row the executor failed on is retried after a backoff, or dead
 /// after `max_attempts`; rows that cannot be decoded (unknown task, payload
 /// that does not match) are dead at once with the reason, and do not hold
 /// up the others. Delivery is at least once: a relay that dies mid-round
-/// leaves its rows to the next. Executors read the row id, a stable
+/// leaves its rows to the next (on SQLite, when the lease runs out). Executors read the row id, a stable
 /// idempotency key, with [`outbox_id`](super::outbox_id).
 ///
 /// The relay wakes when a transaction in this process commits rows, on
@@ -62,6 +63,7 @@ pub struct Relay<DB: Backend> {
     max_attempts: u32,
     backoff: Duration,
     max_backoff: Duration,
+    lease: Duration,
 }
 
 impl<DB: Backend> Clone for Relay<DB> {
@@ -74,6 +76,7 @@ impl<DB: Backend> Clone for Relay<DB> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             max_backoff: self.max_backoff,
+            lease: self.lease,
         }
     }
 }
@@ -86,6 +89,7 @@ impl<DB: Backend> fmt::Debug for Relay<DB> {
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +107,7 @@ impl<DB: Backend> Relay<DB> {
             max_attempts: 5,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            lease: Duration::from_secs(300),
         }
     }
 
@@ -133,6 +138,15 @@ impl<DB: Backend> Relay<DB> {
         self
     }
 
+    /// SQLite: how long a claimed row is kept from other relays while it is
+    /// dispatched; a relay that dies mid-round leaves its rows to the next
+    /// once this runs out. Longer than your slowest dispatch. (PostgreSQL
+    /// holds row locks instead, released when the relay's connection goes.)
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// When to try a row again after its `attempt`-th failure; `None` when
     /// it has had all its attempts.
     fn retry_in(&self, row: &OutboxRow) -> Option<Duration> {
@@ -153,21 +167,47 @@ impl<DB: Backend> Relay<DB> {
     ///
     /// # Errors
     ///
-    /// The database's error; the round's rows stay pending for the next.
+    /// The database's error; the round's rows stay pending for the next (on
+    /// SQLite, once their lease runs out).
     pub async fn run_once(&self) -> Result<usize, ::sqlx::Error> {
-        let mut tx = match DB::BEGIN {
-            None => self.pool.begin().await?,
-            Some(statement) => self.pool.begin_with(statement).await?,
-        };
-        let rows = DB::claim(&mut tx, self.batch_size).await?;
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.begin().await?;
+        let rows = DB::claim(&mut tx, self.batch_size, lease_ms).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(0);
         }
+        let mut held = Some(tx);
+        if !DB::LOCKS_ROWS {
+            // Leased: let the tasks have the database while they run.
+            if let Some(tx) = held.take() {
+                tx.commit().await?;
+            }
+        }
+        let (done, failed, released) = self.dispatch(&rows).await;
+        let mut tx = match held {
+            Some(tx) => tx,
+            None => self.begin().await?,
+        };
+        DB::settle(&mut tx, &done, &failed, &released).await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    async fn begin(&self) -> Result<::sqlx::Transaction<'static, DB>, ::sqlx::Error> {
+        match DB::BEGIN {
+            None => self.pool.begin().await,
+            Some(statement) => self.pool.begin_with(statement).await,
+        }
+    }
+
+    /// Decodes and dispatches claimed rows: the ids done, the failures, and
+    /// the ids not attempted.
+    async fn dispatch(&self, rows: &[OutboxRow]) -> (Vec<i64>, Vec<Failure>, Vec<i64>) {
         let mut failed = Vec::new();
         let mut decoded = Vec::with_capacity(rows.len());
         let mut intents = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             match row.decode() {
                 Ok(intent) => {
                     decoded.push(row);
@@ -207,14 +247,17 @@ impl<DB: Backend> Relay<DB> {
                         retry_in,
                     });
                 }
-                // The rows after it were not attempted: they stay pending.
                 index
             }
         };
-        let done: Vec<i64> = decoded[..dispatched].iter().map(|row| row.id).collect();
-        DB::settle(&mut tx, &done, &failed).await?;
-        tx.commit().await?;
-        Ok(rows.len())
+        let done = decoded[..dispatched].iter().map(|row| row.id).collect();
+        // The rows after a failed one were not attempted.
+        let released = decoded
+            .iter()
+            .skip(dispatched + 1)
+            .map(|row| row.id)
+            .collect();
+        (done, failed, released)
     }
 
     /// Runs rounds until one finds nothing due; returns how many rows were

@@ -1,6 +1,8 @@
 //! SQLite: multi-row VALUES inserts, `BEGIN IMMEDIATE`, times in Unix
-//! milliseconds. One process writes at a time, so a claim needs no row locks:
-//! the relay's `BEGIN IMMEDIATE` holds the write lock.
+//! milliseconds. SQLite has one write lock and no row locks, so the relay
+//! leases the rows it claims (pushes `available_at` out) in a short
+//! transaction and dispatches outside it: tasks that write to the same
+//! database do not wait for the relay.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,7 @@ fn ids_json(ids: &[i64]) -> String {
 #[allow(private_interfaces)]
 impl Sealed for Sqlite {
     const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const LOCKS_ROWS: bool = false;
 
     type Listener = std::convert::Infallible;
 
@@ -91,19 +94,33 @@ impl Sealed for Sqlite {
     fn claim(
         conn: &mut SqliteConnection,
         limit: i64,
+        lease_ms: i64,
     ) -> BoxFut<'_, Result<Vec<OutboxRow>, ::sqlx::Error>> {
         Box::pin(async move {
+            let now = now_ms();
             let sql = format!(
                 "SELECT {COLUMNS} FROM airlock_outbox \
                  WHERE state = 'pending' AND available_at <= ?1 ORDER BY id LIMIT ?2"
             );
-            rows(
+            let claimed = rows(
                 ::sqlx::query(::sqlx::AssertSqlSafe(sql))
-                    .bind(now_ms())
+                    .bind(now)
                     .bind(limit)
-                    .fetch_all(conn)
+                    .fetch_all(&mut *conn)
                     .await?,
-            )
+            )?;
+            if !claimed.is_empty() {
+                let ids: Vec<i64> = claimed.iter().map(|row| row.id).collect();
+                ::sqlx::query(
+                    "UPDATE airlock_outbox SET available_at = ?1 \
+                     WHERE id IN (SELECT value FROM json_each(?2))",
+                )
+                .bind(now.saturating_add(lease_ms))
+                .bind(ids_json(&ids))
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(claimed)
         })
     }
 
@@ -111,9 +128,20 @@ impl Sealed for Sqlite {
         conn: &'a mut SqliteConnection,
         done: &'a [i64],
         failed: &'a [Failure],
+        released: &'a [i64],
     ) -> BoxFut<'a, Result<(), ::sqlx::Error>> {
         Box::pin(async move {
             let now = now_ms();
+            if !released.is_empty() {
+                ::sqlx::query(
+                    "UPDATE airlock_outbox SET available_at = ?1 \
+                     WHERE id IN (SELECT value FROM json_each(?2))",
+                )
+                .bind(now)
+                .bind(ids_json(released))
+                .execute(&mut *conn)
+                .await?;
+            }
             if !done.is_empty() {
                 ::sqlx::query(
                     "UPDATE airlock_outbox SET state = 'done', attempts = attempts + 1, \

@@ -736,24 +736,27 @@ impl<'c, DB: Backend> TxGuard<'c, DB> {
     /// # Errors
     ///
     /// `f`'s error, or a [`TxError`] from the SAVEPOINT or its release.
-    pub async fn scope<R, E, F>(&mut self, f: F) -> Result<R, E>
+    pub fn scope<R, E, F>(&mut self, f: F) -> impl Future<Output = Result<R, E>> + Send
     where
-        F: for<'t, 's> FnOnce(&'t mut Transaction<'s, DB>) -> TxFuture<'t, Result<R, E>>,
-        E: From<TxError>,
+        F: for<'t, 's> FnOnce(&'t mut Transaction<'s, DB>) -> TxFuture<'t, Result<R, E>> + Send,
+        R: Send,
+        E: From<TxError> + Send,
     {
         let parked = self.parked.clone();
         let settings = self.settings.clone();
         let connection: &mut DB::Connection = self.tx();
-        Scope::new()
-            .kind(TxKind::outermost(parked))
-            .run_async(InTransaction::new(async move {
-                settings
-                    .savepoint(connection, f)
-                    .await
-                    .map_err(BodyError::User)
-            }))
-            .await
-            .map_err(BodyError::into_user)
+        async move {
+            Scope::new()
+                .kind(TxKind::outermost(parked))
+                .run_async(InTransaction::new(async move {
+                    settings
+                        .savepoint(connection, f)
+                        .await
+                        .map_err(BodyError::User)
+                }))
+                .await
+                .map_err(BodyError::into_user)
+        }
     }
 
     /// Enqueues one intent into this transaction: it escapes at
@@ -785,10 +788,11 @@ impl<'c, DB: Backend> TxGuard<'c, DB> {
     /// # Errors
     ///
     /// As [`TxScope::run`].
-    pub async fn commit(mut self) -> Result<(), TxError> {
+    pub fn commit(mut self) -> impl Future<Output = Result<(), TxError>> + Send + 'c {
         let tx = self.tx.take().expect("airlock: TxGuard committed twice");
         let batches = take_parked(&self.parked);
-        self.settings.finish(tx, batches).await
+        let settings = self.settings.clone();
+        async move { settings.finish(tx, batches).await }
     }
 
     /// Rolls back and discards the intents.
@@ -797,10 +801,10 @@ impl<'c, DB: Backend> TxGuard<'c, DB> {
     ///
     /// The database's error; the connection is then closed rather than
     /// reused.
-    pub async fn rollback(mut self) -> Result<(), TxError> {
+    pub fn rollback(mut self) -> impl Future<Output = Result<(), TxError>> + Send + 'c {
         discard(take_parked(&self.parked));
         let tx = self.tx.take().expect("airlock: TxGuard rolled back twice");
-        tx.rollback().await.map_err(TxError::Database)
+        async move { tx.rollback().await.map_err(TxError::Database) }
     }
 }
 
