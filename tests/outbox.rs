@@ -125,6 +125,10 @@ macro_rules! outbox_scenarios {
             assert!(done.iter().all(|row| row.attempts == 1 && row.last_error.is_none()));
             assert_eq!(relay.drain().await.unwrap(), 0, "a done row was claimed again");
             assert_eq!(runs(&log).len(), 3);
+            assert_eq!(outbox.purge_done(Duration::from_secs(3600)).await.unwrap(), 0);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(outbox.purge_done(Duration::ZERO).await.unwrap(), 3);
+            assert_eq!(outbox.count(RowState::Done).await.unwrap(), 0);
             db.finish().await;
         }
 
@@ -357,7 +361,7 @@ mod sqlite {
 mod postgres {
     outbox_scenarios!(
         airlock_tests::sqlx_db::postgres().await,
-        "INSERT INTO airlock_outbox (task, payload) VALUES ($1, $2::jsonb)"
+        "INSERT INTO airlock_outbox (task, payload) VALUES ($1, $2::json)"
     );
 
     /// 10,000 intents, four relays with their own connections: each intent

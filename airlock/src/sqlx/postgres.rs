@@ -15,7 +15,7 @@ const COLUMNS: &str = "id, task, payload::text AS payload, options::text AS opti
 
 const INSERT: &str = "WITH rows AS (
     INSERT INTO airlock_outbox (task, payload, options, origin, max_attempts, available_at)
-    SELECT t, p::jsonb, o::jsonb, g, m, now() + d * interval '1 millisecond'
+    SELECT t, p::json, o::json, g, m, now() + d * interval '1 millisecond'
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int8[])
         AS r(t, p, o, g, m, d)
     RETURNING 1)

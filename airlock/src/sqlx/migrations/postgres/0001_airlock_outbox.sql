@@ -1,10 +1,11 @@
 -- airlock's outbox: intents written in the caller's transaction, dispatched
--- by a relay after COMMIT.
+-- by a relay after COMMIT. JSON, not JSONB: the relay reads the text back
+-- as written, and a row costs less to insert.
 CREATE TABLE IF NOT EXISTS airlock_outbox (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task         TEXT        NOT NULL,
-    payload      JSONB       NOT NULL,
-    options      JSONB       NOT NULL DEFAULT '{}',
+    payload      JSON        NOT NULL,
+    options      JSON        NOT NULL DEFAULT '{}',
     origin       TEXT,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     attempts     INTEGER     NOT NULL DEFAULT 0,
