@@ -17,8 +17,9 @@ CREATE TABLE IF NOT EXISTS airlock_outbox (
     done_at      TIMESTAMPTZ
 );
 
+-- The relay claims pending rows in id order.
 CREATE INDEX IF NOT EXISTS airlock_outbox_pending
-    ON airlock_outbox (available_at, id) WHERE state = 'pending';
+    ON airlock_outbox (id) WHERE state = 'pending';
 
 CREATE INDEX IF NOT EXISTS airlock_outbox_dead
     ON airlock_outbox (id) WHERE state = 'dead';
