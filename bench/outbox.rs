@@ -144,7 +144,11 @@ async fn main() {
                     relay.drain().await.unwrap();
                     relay_us = relay_start.elapsed().as_secs_f64() * 1e6;
                     let dispatched = RUNS.load(Ordering::Relaxed) - before;
-                    assert_eq!(dispatched, u64::from(n) * TXS as u64, "the relay missed intents");
+                    assert_eq!(
+                        dispatched,
+                        u64::from(n) * TXS as u64,
+                        "the relay missed intents"
+                    );
                 } else {
                     direct_us = per_tx(DIRECT_TXS, async |id| direct_tx(&pool, id, n).await).await;
                 }
@@ -166,7 +170,9 @@ async fn main() {
         "PostgreSQL outbox, {rounds} interleaved rounds of {TXS} transactions \
          ({DIRECT_TXS} direct), medians\n"
     );
-    println!("| intents per transaction | outbox: µs per tx | added by the intents | direct after COMMIT: µs per tx | added |");
+    println!(
+        "| intents per transaction | outbox: µs per tx | added by the intents | direct after COMMIT: µs per tx | added |"
+    );
     println!("|---:|---:|---:|---:|---:|");
     let base = median(cost[0].clone());
     let direct_base = median(direct[0].clone());
@@ -180,7 +186,10 @@ async fn main() {
     }
     let one = median(cost[1].clone());
     let hundred = median(cost[3].clone());
-    println!("\n100 intents cost {:.2}x one intent per transaction (outbox)", hundred / one);
+    println!(
+        "\n100 intents cost {:.2}x one intent per transaction (outbox)",
+        hundred / one
+    );
     println!(
         "intents/s at 10 per transaction: outbox (write in tx + relay dispatch) {:.0}, \
          direct INSERT per effect after COMMIT {:.0}",

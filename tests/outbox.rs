@@ -22,10 +22,11 @@ struct NotingIds(Arc<Mutex<Vec<i64>>>);
 
 impl Executor for NotingIds {
     fn dispatch(&self, intents: Intents) -> Dispatch {
-        self.0
-            .lock()
-            .unwrap()
-            .extend(intents.iter().map(|intent| outbox_id(intent).expect("no outbox id")));
+        self.0.lock().unwrap().extend(
+            intents
+                .iter()
+                .map(|intent| outbox_id(intent).expect("no outbox id")),
+        );
         InlineExecutor.dispatch(intents)
     }
 }
@@ -43,7 +44,10 @@ where
 {
     fn dispatch(&self, intents: Intents) -> Dispatch {
         let pool = self.0.clone();
-        let ids: Vec<i64> = intents.iter().map(|i| 1000 + outbox_id(i).unwrap()).collect();
+        let ids: Vec<i64> = intents
+            .iter()
+            .map(|i| 1000 + outbox_id(i).unwrap())
+            .collect();
         drop(intents.into_vec());
         Dispatch::Pending(Box::pin(async move {
             for id in ids {
@@ -63,7 +67,10 @@ where
 async fn relay_until<DB: Backend>(relay: &Relay<DB>, mut done: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !done().await {
-        assert!(start.elapsed() < Duration::from_secs(60), "the relay never got there");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the relay never got there"
+        );
         if relay.run_once().await.unwrap() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -121,11 +128,25 @@ macro_rules! outbox_scenarios {
             assert_eq!(runs(&log), ["a", "b", "c"]);
             let done = outbox.list(RowState::Done, 0, 10).await.unwrap();
             let done_ids: Vec<i64> = done.iter().map(|row| row.id).collect();
-            assert_eq!(*ids.0.lock().unwrap(), done_ids, "executors see each row's id");
-            assert!(done.iter().all(|row| row.attempts == 1 && row.last_error.is_none()));
-            assert_eq!(relay.drain().await.unwrap(), 0, "a done row was claimed again");
+            assert_eq!(
+                *ids.0.lock().unwrap(),
+                done_ids,
+                "executors see each row's id"
+            );
+            assert!(
+                done.iter()
+                    .all(|row| row.attempts == 1 && row.last_error.is_none())
+            );
+            assert_eq!(
+                relay.drain().await.unwrap(),
+                0,
+                "a done row was claimed again"
+            );
             assert_eq!(runs(&log).len(), 3);
-            assert_eq!(outbox.purge_done(Duration::from_secs(3600)).await.unwrap(), 0);
+            assert_eq!(
+                outbox.purge_done(Duration::from_secs(3600)).await.unwrap(),
+                0
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
             assert_eq!(outbox.purge_done(Duration::ZERO).await.unwrap(), 3);
             assert_eq!(outbox.count(RowState::Done).await.unwrap(), 0);
@@ -139,7 +160,10 @@ macro_rules! outbox_scenarios {
             commit_effects!(&db.pool, log, ["a", "b"]);
             let relay = Relay::new(db.pool.clone(), WritesOrders(db.pool.clone()));
             let drained = tokio::time::timeout(Duration::from_secs(10), relay.drain()).await;
-            assert_eq!(drained.expect("the relay blocked its own tasks").unwrap(), 2);
+            assert_eq!(
+                drained.expect("the relay blocked its own tasks").unwrap(),
+                2
+            );
             assert_eq!(airlock_tests::order_ids!(&db.pool).len(), 2);
             db.finish().await;
         }
@@ -212,7 +236,10 @@ macro_rules! outbox_scenarios {
             .await;
             let dead = outbox.dead(10).await.unwrap();
             assert_eq!(dead[0].attempts, 3);
-            assert_eq!(dead[0].last_error.as_deref(), Some("permanent failure: doomed"));
+            assert_eq!(
+                dead[0].last_error.as_deref(),
+                Some("permanent failure: doomed")
+            );
             assert_eq!(dead[1].attempts, 1, "the intent's own max_attempts");
             assert_eq!(runs(&log).iter().filter(|run| *run == "doomed").count(), 3);
             assert!(dead[0].to_string().contains("permanent failure: doomed"));
@@ -247,9 +274,15 @@ macro_rules! outbox_scenarios {
             assert_eq!(dead.len(), 2);
             let unknown = dead[0].last_error.as_deref().unwrap();
             assert!(unknown.contains("no task named `nope`"), "{unknown}");
-            assert!(unknown.contains(&format!("outbox row {}", dead[0].id)), "{unknown}");
+            assert!(
+                unknown.contains(&format!("outbox row {}", dead[0].id)),
+                "{unknown}"
+            );
             let payload = dead[1].last_error.as_deref().unwrap();
-            assert!(payload.contains("does not match its arguments"), "{payload}");
+            assert!(
+                payload.contains("does not match its arguments"),
+                "{payload}"
+            );
             assert_eq!(outbox.count(RowState::Done).await.unwrap(), 1);
             db.finish().await;
         }
@@ -269,7 +302,11 @@ macro_rules! outbox_scenarios {
                 tasks.push(tokio::spawn(async move {
                     // Even ids in outbox mode, odd ones post-commit; every
                     // third rolls back.
-                    let scope = if id % 2 == 0 { TxScope::new().outbox() } else { TxScope::new() };
+                    let scope = if id % 2 == 0 {
+                        TxScope::new().outbox()
+                    } else {
+                        TxScope::new()
+                    };
                     let result: Result<(), AppError> = scope
                         .run(&pool, |tx| {
                             Box::pin(async move {
@@ -299,7 +336,10 @@ macro_rules! outbox_scenarios {
             let expected_outbox = committed.iter().filter(|id| *id % 2 == 0).count();
             let start = Instant::now();
             while outbox.count(RowState::Done).await.unwrap() < expected_outbox as i64 {
-                assert!(start.elapsed() < Duration::from_secs(60), "the relay is stuck");
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the relay is stuck"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             relay.shutdown().await;
@@ -309,7 +349,10 @@ macro_rules! outbox_scenarios {
                 .map(|label| label.parse().unwrap())
                 .collect();
             dispatched.sort_unstable();
-            assert_eq!(dispatched, committed, "each committed effect exactly once, no other");
+            assert_eq!(
+                dispatched, committed,
+                "each committed effect exactly once, no other"
+            );
             db.finish().await;
         }
 
@@ -334,7 +377,11 @@ macro_rules! outbox_scenarios {
                     break;
                 }
             }
-            assert_eq!(said, ["COMMITTED", "DISPATCHING"], "the child did not get there");
+            assert_eq!(
+                said,
+                ["COMMITTED", "DISPATCHING"],
+                "the child did not get there"
+            );
             child.kill().unwrap(); // SIGKILL, mid-dispatch
             child.wait().unwrap();
 
@@ -389,7 +436,10 @@ mod postgres {
         let outbox = airlock::sqlx::Outbox::new(db.pool.clone());
         let start = Instant::now();
         while outbox.count(RowState::Done).await.unwrap() < 10_000 {
-            assert!(start.elapsed() < Duration::from_secs(120), "the relays are stuck");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the relays are stuck"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for relay in relays {

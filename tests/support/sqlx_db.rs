@@ -118,7 +118,10 @@ impl PgSchema {
         self.pool.close().await;
         let admin = pg_pool(&self.url, "public", 1).await;
         let drop = format!("DROP SCHEMA {} CASCADE", self.schema);
-        sqlx::query(AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(drop))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
 }
 
@@ -129,7 +132,10 @@ pub async fn postgres() -> Option<PgSchema> {
     let schema = unique("s");
     let admin = pg_pool(&url, "public", 1).await;
     let create = format!("CREATE SCHEMA {schema}");
-    sqlx::query(AssertSqlSafe(create)).execute(&admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(create))
+        .execute(&admin)
+        .await
+        .unwrap();
     admin.close().await;
     let pool = pg_pool(&url, &schema, 12).await;
     airlock::sqlx::migrate(&pool).await.unwrap();
@@ -266,7 +272,10 @@ macro_rules! transaction_scenarios {
             })
             .await
             .unwrap();
-            assert!(seen_inside.is_empty(), "dispatched before COMMIT: {seen_inside:?}");
+            assert!(
+                seen_inside.is_empty(),
+                "dispatched before COMMIT: {seen_inside:?}"
+            );
             assert_eq!(runs(&log), ["receipt"]);
             assert_eq!(order_ids!(&db.pool), [1]);
             db.finish().await;
@@ -381,7 +390,10 @@ macro_rules! transaction_scenarios {
                         })
                     })
                     .await?;
-                    assert!(runs(&log).is_empty(), "a released savepoint dispatched before COMMIT");
+                    assert!(
+                        runs(&log).is_empty(),
+                        "a released savepoint dispatched before COMMIT"
+                    );
                     Ok::<_, AppError>(())
                 })
             })
@@ -424,7 +436,10 @@ macro_rules! transaction_scenarios {
                 let log = log.clone();
                 Box::pin(async move {
                     airlock::scope_async(async { airlock::enqueue(effect(&log, "deep")) }).await?;
-                    assert!(runs(&log).is_empty(), "a plain scope inside a transaction dispatched");
+                    assert!(
+                        runs(&log).is_empty(),
+                        "a plain scope inside a transaction dispatched"
+                    );
                     Ok::<_, TxError>(())
                 })
             })
@@ -452,7 +467,11 @@ macro_rules! transaction_scenarios {
             })
             .await;
             assert!(outer.is_err());
-            assert_eq!(runs(&log), ["committed"], "the COMMIT's effects were discarded");
+            assert_eq!(
+                runs(&log),
+                ["committed"],
+                "the COMMIT's effects were discarded"
+            );
 
             let dry: Result<(), AppError> = airlock::Scope::new()
                 .policy(airlock::DropAll)
@@ -468,7 +487,11 @@ macro_rules! transaction_scenarios {
                 })
                 .await;
             dry.unwrap();
-            assert_eq!(runs(&log), ["committed"], "DropAll around the transaction was ignored");
+            assert_eq!(
+                runs(&log),
+                ["committed"],
+                "DropAll around the transaction was ignored"
+            );
             db.finish().await;
         }
 
@@ -621,15 +644,19 @@ macro_rules! transaction_scenarios {
             let log = unique("log");
             let lost = Arc::new(Mutex::new(Vec::new()));
             let sink = lost.clone();
-            let defaults = airlock::Defaults::new().on_undelivered(move |u: airlock::Undelivered| {
-                let error = u.error().map(ToString::to_string).unwrap_or_default();
-                let mut sink = sink.lock().unwrap();
-                sink.push(u.cause().to_owned());
-                sink.push(error);
-                sink.extend(u.intents().iter().map(|intent| {
-                    intent.to_json().unwrap()["label"].as_str().unwrap().to_owned()
-                }));
-            });
+            let defaults =
+                airlock::Defaults::new().on_undelivered(move |u: airlock::Undelivered| {
+                    let error = u.error().map(ToString::to_string).unwrap_or_default();
+                    let mut sink = sink.lock().unwrap();
+                    sink.push(u.cause().to_owned());
+                    sink.push(error);
+                    sink.extend(u.intents().iter().map(|intent| {
+                        intent.to_json().unwrap()["label"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned()
+                    }));
+                });
             let pool = &db.pool;
             airlock::with_defaults_async(defaults, async {
                 airlock::sqlx::transaction(pool, |tx| {
@@ -684,7 +711,11 @@ macro_rules! transaction_scenarios {
                 .await
                 .unwrap();
             let tasks: Vec<&str> = pending.iter().map(|row| row.task.as_str()).collect();
-            assert_eq!(tasks, ["sqlx_test.broken", "sqlx_test.effect"], "{pending:?}");
+            assert_eq!(
+                tasks,
+                ["sqlx_test.broken", "sqlx_test.effect"],
+                "{pending:?}"
+            );
             assert!(pending[1].payload.contains("after"));
             db.finish().await;
         }

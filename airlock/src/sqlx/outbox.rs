@@ -101,12 +101,13 @@ impl OutboxRow {
     pub fn decode(&self) -> Result<Intent, String> {
         let intent = crate::registry::decode(&self.task, &self.payload)
             .map_err(|error| format!("outbox row {}: {error}", self.id))?;
-        let mut options: DispatchOptions = serde_json::from_str(&self.options).map_err(|error| {
-            format!(
-                "outbox row {}: the options of task `{}` do not decode: {error}",
-                self.id, self.task
-            )
-        })?;
+        let mut options: DispatchOptions =
+            serde_json::from_str(&self.options).map_err(|error| {
+                format!(
+                    "outbox row {}: the options of task `{}` do not decode: {error}",
+                    self.id, self.task
+                )
+            })?;
         // The delay was served by `available_at`.
         options.delay = None;
         options.extras.insert(OUTBOX_ID.to_owned(), self.id.into());
@@ -160,10 +161,9 @@ pub(crate) fn rows<'a>(
             let serialize = |source| TxError::Serialize { task, source };
             let payload = intent.to_json().map_err(serialize)?.to_string();
             let mut options = intent.options().into_owned();
-            let delay_ms = options
-                .delay
-                .take()
-                .map_or(0, |delay| i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            let delay_ms = options.delay.take().map_or(0, |delay| {
+                i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)
+            });
             let max_attempts = options
                 .max_attempts
                 .map(|max| i32::try_from(max).unwrap_or(i32::MAX));

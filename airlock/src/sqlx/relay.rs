@@ -238,8 +238,12 @@ impl<DB: Backend> Relay<DB> {
                     let retry_in = self.retry_in(row);
                     let error = failure.error.to_string();
                     match retry_in {
-                        Some(wait) => tracing::warn!(target: "airlock", id = row.id, task = %row.task, %error, ?wait, "outbox row failed; it will be retried"),
-                        None => tracing::error!(target: "airlock", id = row.id, task = %row.task, %error, "outbox row is dead: its attempts are exhausted"),
+                        Some(wait) => {
+                            tracing::warn!(target: "airlock", id = row.id, task = %row.task, %error, ?wait, "outbox row failed; it will be retried")
+                        }
+                        None => {
+                            tracing::error!(target: "airlock", id = row.id, task = %row.task, %error, "outbox row is dead: its attempts are exhausted")
+                        }
                     }
                     failed.push(Failure {
                         id: row.id,

@@ -223,12 +223,11 @@ impl Sealed for Sqlite {
 
     fn purge_done(pool: &SqlitePool, age_ms: i64) -> BoxFut<'_, Result<u64, ::sqlx::Error>> {
         Box::pin(async move {
-            let result = ::sqlx::query(
-                "DELETE FROM airlock_outbox WHERE state = 'done' AND done_at < ?1",
-            )
-            .bind(now_ms().saturating_sub(age_ms))
-            .execute(pool)
-            .await?;
+            let result =
+                ::sqlx::query("DELETE FROM airlock_outbox WHERE state = 'done' AND done_at < ?1")
+                    .bind(now_ms().saturating_sub(age_ms))
+                    .execute(pool)
+                    .await?;
             Ok(result.rows_affected())
         })
     }

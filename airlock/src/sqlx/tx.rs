@@ -430,9 +430,10 @@ impl<DB: Backend> TxScope<DB> {
     /// dispatch (or, in outbox mode, write then COMMIT); ROLLBACK and discard
     /// on `Err`, panic, or if the returned future is dropped.
     ///
-    /// On a connection already inside an airlock transaction (`&mut **tx`),
-    /// `f` runs in a SAVEPOINT: released on `Ok`, its intents join the
-    /// enclosing transaction's; rolled back on `Err`, they are discarded.
+    /// On a connection already inside an airlock transaction (`&mut *tx`,
+    /// `&mut **tx`), `f` runs in a SAVEPOINT: released on `Ok`, its intents
+    /// join the enclosing transaction's (whose mode, outbox or post-commit,
+    /// then decides); rolled back on `Err`, they are discarded.
     ///
     /// # Errors
     ///
@@ -445,11 +446,7 @@ impl<DB: Backend> TxScope<DB> {
     // Not an `async fn`: the future is declared `Send` here, so callers that
     // spawn it need not prove it themselves, which trips over the lifetimes
     // of `IntoConn` (rust-lang/rust#110338).
-    pub fn run<'c, C, R, E, F>(
-        &self,
-        conn: C,
-        f: F,
-    ) -> impl Future<Output = Result<R, E>> + Send
+    pub fn run<'c, C, R, E, F>(&self, conn: C, f: F) -> impl Future<Output = Result<R, E>> + Send
     where
         C: IntoConn<'c, Database = DB>,
         F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>> + Send,
@@ -496,11 +493,7 @@ impl<DB: Backend> TxScope<DB> {
         }
     }
 
-    async fn savepoint<'c, R, E, F>(
-        &self,
-        connection: &'c mut DB::Connection,
-        f: F,
-    ) -> Result<R, E>
+    async fn savepoint<'c, R, E, F>(&self, connection: &'c mut DB::Connection, f: F) -> Result<R, E>
     where
         F: for<'t> FnOnce(&'t mut Transaction<'c, DB>) -> TxFuture<'t, Result<R, E>>,
         E: From<TxError>,
@@ -560,10 +553,19 @@ impl<DB: Backend> TxScope<DB> {
 
     /// Writes the outbox (outbox mode), commits, then dispatches (post-commit
     /// mode).
-    async fn finish(&self, mut tx: Transaction<'_, DB>, batches: Vec<Batch>) -> Result<(), TxError> {
+    async fn finish(
+        &self,
+        mut tx: Transaction<'_, DB>,
+        batches: Vec<Batch>,
+    ) -> Result<(), TxError> {
+        let mut held = Held {
+            batches,
+            committing: false,
+            outbox: self.outbox,
+        };
         let mut written = 0;
         if self.outbox {
-            let intents = batches.iter().flat_map(Batch::intents);
+            let intents = held.batches.iter().flat_map(Batch::intents);
             let written_rows = match outbox::rows(intents) {
                 Ok(rows) => write::<DB>(&mut tx, &rows).await.map(|()| rows.len()),
                 Err(error) => Err(error),
@@ -572,25 +574,24 @@ impl<DB: Backend> TxScope<DB> {
                 Ok(count) => written = count,
                 Err(error) => {
                     rollback(tx).await;
-                    discard(batches);
                     return Err(error);
                 }
             }
         }
+        held.committing = true;
         if let Err(error) = tx.commit().await {
+            held.committing = false;
             if ambiguous(&error) {
-                let intents = if self.outbox {
-                    discard(batches);
-                    Vec::new()
-                } else {
-                    into_intents(batches)
+                let intents = match self.outbox {
+                    // In the outbox exactly when the COMMIT took effect.
+                    true => Vec::new(),
+                    false => into_intents(held.take()),
                 };
                 return Err(TxError::CommitUnknown {
                     source: error,
                     intents,
                 });
             }
-            discard(batches);
             return Err(TxError::Commit(error));
         }
         if self.outbox {
@@ -598,10 +599,9 @@ impl<DB: Backend> TxScope<DB> {
                 super::relay::wake_local();
             }
             // Written and committed: the relay owns them now.
-            discard(batches);
             return Ok(());
         }
-        self.dispatch_committed(batches).await;
+        self.dispatch_committed(held.take()).await;
         Ok(())
     }
 
@@ -635,7 +635,9 @@ impl<DB: Backend> TxScope<DB> {
                     super::relay::wake_local();
                     return;
                 }
-                Err(error) => cause = format!("{cause}; writing them to the outbox failed: {error}"),
+                Err(error) => {
+                    cause = format!("{cause}; writing them to the outbox failed: {error}")
+                }
             }
         }
         undelivered(Undelivered::new(lost, "dispatch after COMMIT failed").with_error(cause));
@@ -675,6 +677,37 @@ async fn write_fallback<DB: Backend>(pool: &Pool<DB>, intents: &[Intent]) -> Res
 async fn rollback<DB: Backend>(tx: Transaction<'_, DB>) {
     if let Err(error) = tx.rollback().await {
         tracing::warn!(target: "airlock", %error, "ROLLBACK failed; the connection is closed instead");
+    }
+}
+
+/// A transaction's batches between its body and their dispatch. Dropped on
+/// the way (an error, or the caller's future cancelled), they go where the
+/// transaction went: discarded with a rollback, to the undelivered hook if
+/// the future was dropped during a post-commit mode COMMIT.
+struct Held {
+    batches: Vec<Batch>,
+    committing: bool,
+    outbox: bool,
+}
+
+impl Held {
+    fn take(&mut self) -> Vec<Batch> {
+        std::mem::take(&mut self.batches)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let batches = self.take();
+        if self.committing && !self.outbox && !batches.is_empty() {
+            undelivered(Undelivered::new(
+                into_intents(batches),
+                "the transaction's future was dropped during COMMIT: it may or may not have \
+                 committed, and its intents were not dispatched",
+            ));
+        } else {
+            discard(batches);
+        }
     }
 }
 
