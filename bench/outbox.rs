@@ -74,17 +74,6 @@ async fn direct_tx(pool: &PgPool, id: i64, n: u32) {
     }
 }
 
-/// Microseconds per transaction, over `count` transactions.
-async fn per_tx(count: usize, mut one: impl AsyncFnMut(i64)) -> f64 {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    let start = Instant::now();
-    for _ in 0..count {
-        let id = i64::try_from(NEXT_ID.fetch_add(1, Ordering::Relaxed)).unwrap();
-        one(id).await;
-    }
-    start.elapsed().as_secs_f64() * 1e6 / count as f64
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -128,50 +117,66 @@ async fn main() {
     let mut direct: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
     let mut throughput_outbox = Vec::new();
     let mut throughput_direct = Vec::new();
-    // A warm-up round, not counted. The direct variant pays one commit per
-    // effect, so it runs fewer transactions; the order of the two alternates
-    // between rounds, so neither always follows the other's backlog.
+    let mut next_id = 0_i64;
+    // Round 0 warms up and is not counted.
     for round in 0..=rounds {
+        // The cost per transaction: one transaction of each size in turn,
+        // so a burst of load from elsewhere hits every size alike.
+        let mut total = vec![0.0; sizes.len()];
+        for i in 0..TXS {
+            for k in 0..sizes.len() {
+                let k = (k + i) % sizes.len();
+                next_id += 1;
+                let start = Instant::now();
+                outbox_tx(&pool, &outbox, next_id, sizes[k]).await;
+                total[k] += start.elapsed().as_secs_f64() * 1e6;
+            }
+        }
+        let before = RUNS.load(Ordering::Relaxed);
+        relay.drain().await.unwrap();
+        let expected: u64 = sizes.iter().map(|n| u64::from(*n) * TXS as u64).sum();
+        assert_eq!(RUNS.load(Ordering::Relaxed) - before, expected, "the relay missed intents");
+        // Direct after COMMIT: one commit per effect, so fewer transactions.
         for (k, &n) in sizes.iter().enumerate() {
-            let mut us = 0.0;
-            let mut relay_us = 0.0;
-            let mut direct_us = 0.0;
-            for first in [round % 2 == 0, round % 2 == 1] {
-                if first {
-                    us = per_tx(TXS, async |id| outbox_tx(&pool, &outbox, id, n).await).await;
-                    let relay_start = Instant::now();
-                    let before = RUNS.load(Ordering::Relaxed);
-                    relay.drain().await.unwrap();
-                    relay_us = relay_start.elapsed().as_secs_f64() * 1e6;
-                    let dispatched = RUNS.load(Ordering::Relaxed) - before;
-                    assert_eq!(
-                        dispatched,
-                        u64::from(n) * TXS as u64,
-                        "the relay missed intents"
-                    );
-                } else {
-                    direct_us = per_tx(DIRECT_TXS, async |id| direct_tx(&pool, id, n).await).await;
-                }
+            let start = Instant::now();
+            for _ in 0..DIRECT_TXS {
+                next_id += 1;
+                direct_tx(&pool, next_id, n).await;
             }
-            if round == 0 {
-                continue;
+            let us = start.elapsed().as_secs_f64() * 1e6 / DIRECT_TXS as f64;
+            if round > 0 {
+                direct[k].push(us);
+                cost[k].push(total[k] / TXS as f64);
             }
-            cost[k].push(us);
-            direct[k].push(direct_us);
-            if n == 10 {
-                let intents = f64::from(n) * TXS as f64;
-                throughput_outbox.push(intents / ((us * TXS as f64 + relay_us) / 1e6));
-                throughput_direct.push(f64::from(n) / (direct_us / 1e6));
-            }
+        }
+        // Throughput at 10 intents per transaction, end to end: written in
+        // the transaction, then dispatched by the relay.
+        let start = Instant::now();
+        for _ in 0..TXS {
+            next_id += 1;
+            outbox_tx(&pool, &outbox, next_id, 10).await;
+        }
+        relay.drain().await.unwrap();
+        let outbox_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for _ in 0..DIRECT_TXS {
+            next_id += 1;
+            direct_tx(&pool, next_id, 10).await;
+        }
+        let direct_s = start.elapsed().as_secs_f64();
+        if round > 0 {
+            throughput_outbox.push(10.0 * TXS as f64 / outbox_s);
+            throughput_direct.push(10.0 * DIRECT_TXS as f64 / direct_s);
         }
     }
 
     println!(
-        "PostgreSQL outbox, {rounds} interleaved rounds of {TXS} transactions \
-         ({DIRECT_TXS} direct), medians\n"
+        "PostgreSQL outbox, {rounds} rounds of {TXS} transactions per size, sizes interleaved \
+         ({DIRECT_TXS} per size direct), medians\n"
     );
     println!(
-        "| intents per transaction | outbox: µs per tx | added by the intents | direct after COMMIT: µs per tx | added |"
+        "| intents per transaction | outbox: µs per tx | added by the intents | \
+         direct INSERT per effect after COMMIT: µs per tx | added |"
     );
     println!("|---:|---:|---:|---:|---:|");
     let base = median(cost[0].clone());
@@ -186,10 +191,7 @@ async fn main() {
     }
     let one = median(cost[1].clone());
     let hundred = median(cost[3].clone());
-    println!(
-        "\n100 intents cost {:.2}x one intent per transaction (outbox)",
-        hundred / one
-    );
+    println!("\n100 intents cost {:.2}x one intent per transaction (outbox)", hundred / one);
     println!(
         "intents/s at 10 per transaction: outbox (write in tx + relay dispatch) {:.0}, \
          direct INSERT per effect after COMMIT {:.0}",

@@ -167,10 +167,14 @@ pub(crate) fn rows<'a>(
             let max_attempts = options
                 .max_attempts
                 .map(|max| i32::try_from(max).unwrap_or(i32::MAX));
+            let options = match options == DispatchOptions::default() {
+                true => "{}".to_owned(),
+                false => serde_json::to_string(&options).map_err(serialize)?,
+            };
             Ok(NewRow {
                 task: task.to_owned(),
                 payload,
-                options: serde_json::to_string(&options).map_err(serialize)?,
+                options,
                 origin: intent.origin().map(str::to_owned),
                 max_attempts,
                 delay_ms,
