@@ -135,7 +135,11 @@ async fn main() {
         let before = RUNS.load(Ordering::Relaxed);
         relay.drain().await.unwrap();
         let expected: u64 = sizes.iter().map(|n| u64::from(*n) * TXS as u64).sum();
-        assert_eq!(RUNS.load(Ordering::Relaxed) - before, expected, "the relay missed intents");
+        assert_eq!(
+            RUNS.load(Ordering::Relaxed) - before,
+            expected,
+            "the relay missed intents"
+        );
         // Direct after COMMIT: one commit per effect, so fewer transactions.
         for (k, &n) in sizes.iter().enumerate() {
             let start = Instant::now();
@@ -191,7 +195,10 @@ async fn main() {
     }
     let one = median(cost[1].clone());
     let hundred = median(cost[3].clone());
-    println!("\n100 intents cost {:.2}x one intent per transaction (outbox)", hundred / one);
+    println!(
+        "\n100 intents cost {:.2}x one intent per transaction (outbox)",
+        hundred / one
+    );
     println!(
         "intents/s at 10 per transaction: outbox (write in tx + relay dispatch) {:.0}, \
          direct INSERT per effect after COMMIT {:.0}",

@@ -411,6 +411,41 @@ mod postgres {
         "INSERT INTO airlock_outbox (task, payload) VALUES ($1, $2::json)"
     );
 
+    /// A commit in another process wakes the relay through NOTIFY: its
+    /// polling interval is an hour.
+    #[tokio::test]
+    async fn notify_wakes_the_relay_at_a_commit_elsewhere() {
+        let Some(db) = airlock_tests::sqlx_db::postgres().await else {
+            return;
+        };
+        let log = unique("log");
+        let relay = Relay::new(db.pool.clone(), InlineExecutor)
+            .poll_interval(Duration::from_secs(3600))
+            .spawn();
+        // Time to LISTEN and to find nothing due.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_outbox_child"))
+            .args(db.child_args())
+            .arg(&log)
+            .arg("--exit-after-commit")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let outbox = airlock::sqlx::Outbox::new(db.pool.clone());
+        let start = Instant::now();
+        while outbox.count(RowState::Done).await.unwrap() < 3 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "NOTIFY did not wake the relay"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        relay.shutdown().await;
+        assert_eq!(runs(&log), ["c1", "c2", "c3"]);
+        db.finish().await;
+    }
+
     /// 10,000 intents, four relays with their own connections: each intent
     /// dispatched exactly once.
     #[tokio::test]

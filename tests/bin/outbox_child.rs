@@ -3,7 +3,8 @@
 //! kills it with SIGKILL.
 //!
 //! `outbox_child sqlite <path> <log>` or
-//! `outbox_child postgres <url> <schema> <log>`.
+//! `outbox_child postgres <url> <schema> <log>`; with `--exit-after-commit`
+//! last, it exits after the COMMIT instead (a writer in another process).
 
 use std::io::Write;
 
@@ -25,7 +26,7 @@ impl Executor for Hang {
     }
 }
 
-async fn run<DB: Backend>(pool: sqlx::Pool<DB>, log: String) {
+async fn run<DB: Backend>(pool: sqlx::Pool<DB>, log: String, exit_after_commit: bool) {
     let outbox = TxScope::<DB>::new().outbox();
     outbox
         .run(&pool, |_tx| {
@@ -57,6 +58,9 @@ async fn run<DB: Backend>(pool: sqlx::Pool<DB>, log: String) {
     assert!(rolled_back.is_err());
     println!("COMMITTED");
     std::io::stdout().flush().unwrap();
+    if exit_after_commit {
+        return;
+    }
     // SQLite: the killed relay's lease on the rows runs out after 1 s.
     let relay = Relay::new(pool, Hang).lease(std::time::Duration::from_secs(1));
     let _ = relay.run_once().await;
@@ -65,10 +69,18 @@ async fn run<DB: Backend>(pool: sqlx::Pool<DB>, log: String) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let exit = args.last().is_some_and(|arg| arg == "--exit-after-commit");
+    if exit {
+        args.pop();
+    }
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["sqlite", path, log] => run(sqlite_pool(path.as_ref(), 2).await, log.to_owned()).await,
-        ["postgres", url, schema, log] => run(pg_pool(url, schema, 2).await, log.to_owned()).await,
+        ["sqlite", path, log] => {
+            run(sqlite_pool(path.as_ref(), 2).await, log.to_owned(), exit).await;
+        }
+        ["postgres", url, schema, log] => {
+            run(pg_pool(url, schema, 2).await, log.to_owned(), exit).await;
+        }
         _ => panic!("usage: outbox_child sqlite <path> <log> | postgres <url> <schema> <log>"),
     }
 }
