@@ -20,7 +20,7 @@ async fn assert_clean_and_usable(log: &Log) {
     assert!(airlock::buffered().is_empty(), "a stale scope is current");
     assert!(matches!(
         airlock::enqueue(Noop {}),
-        Err(Error::NoScope { task: "noop" })
+        Err(Error::NoScope { task: "noop", .. })
     ));
     let before = log.runs().len();
     airlock::scope_async(async {
@@ -370,7 +370,8 @@ async fn interleaved_sibling_scopes_stay_apart() {
 }
 
 /// A flush error is folded into the async scope's result: `Ok` becomes the
-/// dispatch error, which hands back what was not dispatched.
+/// dispatch error, which hands back what was not dispatched, the failed
+/// intent first.
 #[tokio::test]
 async fn a_flush_error_is_folded_into_the_result() {
     let log = Log::new();
@@ -384,7 +385,7 @@ async fn a_flush_error_is_folded_into_the_result() {
     .await;
     let error = out.unwrap_err();
     assert!(matches!(error, Error::Dispatch(_)), "{error:?}");
-    assert_eq!(labels(&error.into_undispatched()), ["b"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "b"]);
     assert_eq!(log.runs(), ["a", "x"]);
 
     // Into another error type through `From<airlock::Error>`.
@@ -403,7 +404,10 @@ async fn sync_scopes_inside_async_scopes_are_captured() {
         tokio::task::yield_now().await;
         let failed = airlock::scope(|| -> airlock::Result<()> {
             airlock::enqueue(log.record("sync-err"))?;
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         });
         assert!(failed.is_err());
         assert!(log.runs().is_empty());
@@ -456,4 +460,38 @@ async fn a_handle_carries_an_async_scope_into_spawned_tasks() {
         other => panic!("expected Ended, got {other:?}"),
     }
     assert_eq!(log.runs().len(), 2);
+}
+
+/// The report of an async flush that fails part way counts the intents
+/// dispatched before the failure, for synchronous and asynchronous tasks.
+#[tokio::test]
+async fn a_failed_async_flush_counts_what_was_dispatched() {
+    let log = Log::new();
+    let error = airlock::scope_async(async {
+        airlock::enqueue(log.record("a"))?;
+        airlock::enqueue(log.record("b"))?;
+        airlock::enqueue(log.fail("x"))?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap_err();
+    let Error::Dispatch(dispatch) = &error else {
+        panic!("expected a dispatch error, got {error:?}");
+    };
+    assert_eq!(dispatch.report().dispatched_count(), 2);
+
+    let error = airlock::scope_async(async {
+        airlock::enqueue(log.record_async("c"))?;
+        airlock::enqueue(log.record_async("d"))?;
+        airlock::enqueue(log.record_async("e"))?;
+        airlock::enqueue(log.fail("y"))?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap_err();
+    let Error::Dispatch(dispatch) = &error else {
+        panic!("expected a dispatch error, got {error:?}");
+    };
+    assert_eq!(dispatch.report().dispatched_count(), 3);
+    assert_eq!(log.runs(), ["a", "b", "x", "c", "d", "e", "y"]);
 }

@@ -28,7 +28,7 @@ impl Recorder {
 }
 
 impl Executor for Recorder {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.0
             .lock()
             .unwrap()
@@ -429,6 +429,16 @@ fn configure_then_reset_round_trip() {
     airlock::configure(Defaults::new().policy(airlock::BlockTasks::of::<GloballyBlocked>()));
 
     assert_eq!(airlock::defaults().policy_name(), "BlockTasks");
+    // Every plain scope sees the configured defaults, not only the first
+    // one a thread opens after the change (the thread caches them).
+    std::thread::spawn(|| {
+        for _ in 0..3 {
+            airlock::scope(|| airlock::enqueue(GloballyBlocked))
+                .expect("blocked by the configured policy, so never run");
+        }
+    })
+    .join()
+    .unwrap();
     let other_thread = std::thread::spawn(|| {
         let name = airlock::defaults().policy_name();
         let report = {

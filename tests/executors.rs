@@ -10,7 +10,7 @@ use airlock::{
     Batch, BlockTasks, BoxError, Dispatch, DispatchError, DispatchFailure, DispatchOptions, Error,
     Executor, Exit, Fate, Intent, Run, Scope, ScopeKind, StateErrorKind, Task, TokioExecutor,
 };
-use airlock_tests::{Log, Record, RecordAsync, YieldOnce, labels};
+use airlock_tests::{Fail, Log, Record, RecordAsync, YieldOnce, labels};
 use serde::{Deserialize, Serialize};
 
 /// Yields once, records its label, then fails. Name: `fail_async`.
@@ -45,6 +45,18 @@ fn fail_async(log: &Log, label: &str) -> FailAsync {
         log: log.record("").log,
         label: label.to_owned(),
     }
+}
+
+/// The messages of an error and its sources, as `anyhow`'s `{:#}` prints them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
 }
 
 fn dispatch_error(error: Error) -> Box<DispatchError> {
@@ -91,9 +103,10 @@ fn inline_failure_stops_the_flush_and_hands_back_the_rest() {
     );
     let error = dispatch_error(result.unwrap_err());
     assert_eq!(error.failed_task(), "fail");
-    assert!(
-        error.failed().is_none(),
-        "the inline executor moved the failed task into its call"
+    assert_eq!(
+        error.failed().and_then(|i| i.payload::<Fail>()),
+        Some(&log.fail("x")),
+        "the inline executor keeps the failed task for a retry"
     );
     assert_eq!(labels(error.not_attempted()), ["b", "c"]);
     assert_eq!(error.report().dispatched_count(), 1);
@@ -101,10 +114,10 @@ fn inline_failure_stops_the_flush_and_hands_back_the_rest() {
     let message = error.to_string();
     assert!(message.contains("fail"), "{message}");
     assert!(
-        message.contains("2 intent(s) were not dispatched"),
+        message.contains("3 intent(s) were not dispatched"),
         "{message}"
     );
-    assert_eq!(labels(&error.into_undispatched()), ["b", "c"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "b", "c"]);
 }
 
 /// The report in an imperative flush's dispatch error lists, by name, only
@@ -139,7 +152,7 @@ fn an_imperative_failed_flush_names_only_the_dispatched() {
         3,
         "only dispatched and dropped: {report:?}"
     );
-    assert_eq!(labels(&error.into_undispatched()), ["c"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "c"]);
     assert_eq!(log.runs(), ["a", "b", "x"]);
 }
 
@@ -155,11 +168,12 @@ fn undispatched_intents_can_be_retried_in_a_new_scope() {
     })
     .unwrap_err();
     assert_eq!(error.task(), Some("fail"));
-    let undispatched = error.into_undispatched();
-    assert_eq!(labels(&undispatched), ["b", "c"]);
-    assert_eq!(undispatched[1].origin(), Some("retry-me"));
+    let mut undispatched = error.into_undispatched();
+    assert_eq!(labels(&undispatched), ["<fail>", "b", "c"]);
+    assert_eq!(undispatched[2].origin(), Some("retry-me"));
     assert_eq!(log.runs(), ["x"]);
 
+    undispatched.remove(0);
     airlock::scope(|| undispatched.into_iter().try_for_each(airlock::enqueue)).unwrap();
     assert_eq!(log.runs(), ["x", "b", "c"]);
 }
@@ -244,7 +258,7 @@ struct RefuseAt {
 }
 
 impl Executor for RefuseAt {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         let mut index = 0;
         Dispatch::each(intents, |intent| {
             let this = index;
@@ -289,8 +303,12 @@ fn dispatch_each_hands_back_the_refused_intent_and_the_rest() {
     );
     assert_eq!(labels(error.not_attempted()), ["d", "e"]);
     assert_eq!(error.report().dispatched_count(), 2);
-    assert!(error.to_string().contains("broker refused intent #2"));
-    assert_eq!(labels(&error.into_undispatched()), ["c", "d", "e"]);
+    let chain = chain(&*error);
+    assert_eq!(
+        chain.matches("broker refused intent #2").count(),
+        1,
+        "{chain}"
+    );
 }
 
 /// Refusing the first intent dispatches nothing and hands back everything.
@@ -337,7 +355,7 @@ struct BatchRecorder {
 }
 
 impl Executor for BatchRecorder {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut seen = self.seen.lock().unwrap();
         for intent in &intents {
@@ -487,7 +505,7 @@ struct AsyncRunner {
 }
 
 impl Executor for AsyncRunner {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Dispatch::Pending(Box::pin(async move {
             let mut dispatched = 0;
@@ -660,12 +678,13 @@ fn inline_async_failure_hands_back_the_rest() {
     assert_eq!(error.failed_task(), "fail_async");
     assert_eq!(error.report().dispatched_count(), 2);
     let undispatched = error.into_undispatched();
-    assert_eq!(undispatched.len(), 2);
+    assert_eq!(undispatched.len(), 3);
+    assert_eq!(undispatched[0].name(), "fail_async");
     assert_eq!(
-        undispatched[0].payload::<RecordAsync>(),
+        undispatched[1].payload::<RecordAsync>(),
         Some(&log.record_async("c"))
     );
-    assert_eq!(undispatched[1].payload::<Record>(), Some(&log.record("d")));
+    assert_eq!(undispatched[2].payload::<Record>(), Some(&log.record("d")));
 }
 
 // ---------------------------------------------------------------------------
@@ -742,7 +761,7 @@ fn tokio_executor_without_a_runtime_hands_back_everything() {
         })
         .unwrap_err();
     assert!(log.runs().is_empty());
-    let message = error.to_string();
+    let message = chain(&error);
     assert!(message.contains("no tokio runtime"), "{message}");
     let error = dispatch_error(error);
     assert_eq!(error.report().dispatched_count(), 0);
@@ -853,7 +872,10 @@ fn a_failed_body_never_reaches_schedule() {
         .kind(kind.clone())
         .run(|| -> airlock::Result<()> {
             airlock::enqueue(log.record("a"))?;
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         });
     assert!(result.is_err());
     assert!(kind.pending.lock().unwrap().is_none());
@@ -884,7 +906,7 @@ async fn a_deferred_batch_dispatches_async_and_fails_fast() {
         .expect("the batch was kept");
     let error = dispatch_error(batch.dispatch_async().await.unwrap_err());
     assert_eq!(log.runs(), ["a", "x"]);
-    assert_eq!(labels(&error.into_undispatched()), ["b"]);
+    assert_eq!(labels(&error.into_undispatched()), ["<fail>", "b"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -950,10 +972,11 @@ fn should_flush_can_refuse_a_success() {
     assert!(log.runs().is_empty());
 }
 
-/// A panic always discards, whatever `should_flush` would say; it is not even
-/// asked, and the panic keeps unwinding.
+/// A panic asks `should_flush` too (rule 3): the default answer discards, a
+/// kind that says yes flushes (an alerting scope reports the crash), and the
+/// panic keeps unwinding either way.
 #[test]
-fn should_flush_is_never_consulted_on_panic() {
+fn should_flush_is_consulted_on_panic() {
     let log = Log::new();
     let kind = FlushOnError::default();
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -965,20 +988,21 @@ fn should_flush_is_never_consulted_on_panic() {
             })
     }));
     assert!(panicked.is_err(), "the panic continues to unwind");
+    assert_eq!(*kind.asked.lock().unwrap(), [Exit::Panic]);
+    assert!(log.runs().is_empty(), "FlushOnError discards on a panic");
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Scope::new().kind(AlwaysYes).run(|| -> airlock::Result<()> {
             airlock::enqueue(log.record("b"))?;
             panic!("boom");
         })
     }));
-    assert!(panicked.is_err());
-    assert!(log.runs().is_empty(), "a panicking scope never flushes");
-    assert!(kind.asked.lock().unwrap().is_empty());
+    assert!(panicked.is_err(), "the panic continues to unwind");
+    assert_eq!(log.runs(), ["b"], "a kind that flushes on panic flushes");
 }
 
-/// A cancelled async scope always discards, whatever `should_flush` says.
+/// A cancelled async scope asks `should_flush` with `Exit::Cancelled`.
 #[tokio::test]
-async fn should_flush_is_never_consulted_on_cancellation() {
+async fn should_flush_is_consulted_on_cancellation() {
     let log = Log::new();
     let kind = FlushOnError::default();
     let future = Scope::new().kind(kind.clone()).run_async(async {
@@ -996,8 +1020,8 @@ async fn should_flush_is_never_consulted_on_cancellation() {
     })
     .await;
     assert!(timed_out.is_err());
-    assert!(log.runs().is_empty());
-    assert!(kind.asked.lock().unwrap().is_empty());
+    assert_eq!(*kind.asked.lock().unwrap(), [Exit::Cancelled]);
+    assert_eq!(log.runs(), ["b"], "only the kind that says yes flushes");
 }
 
 /// The `Fate` of an entry is visible per intent in the report.

@@ -75,7 +75,7 @@ struct Expect {
 }
 
 impl Executor for Expect {
-    fn dispatch(&self, intents: Vec<Intent>) -> Dispatch {
+    fn dispatch(&self, intents: airlock::Intents) -> Dispatch {
         self.tally.scopes.fetch_add(1, Ordering::Relaxed);
         self.tally
             .dispatched
@@ -90,7 +90,7 @@ fn assert_no_scope_here() {
     assert!(airlock::buffered().is_empty(), "a stale scope is current");
     assert!(matches!(
         airlock::enqueue(Noop {}),
-        Err(Error::NoScope { task: "noop" })
+        Err(Error::NoScope { task: "noop", .. })
     ));
     assert!(matches!(
         airlock::handle(),
@@ -254,13 +254,16 @@ fn a_spawned_thread_does_not_inherit_the_scope() {
         })
         .join()
         .unwrap();
-        assert!(matches!(spawned, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(
+            spawned,
+            Err(Error::NoScope { task: "record", .. })
+        ));
         let scoped = std::thread::scope(|s| {
             s.spawn(|| airlock::enqueue(log.record("scoped-thread")))
                 .join()
                 .unwrap()
         });
-        assert!(matches!(scoped, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(scoped, Err(Error::NoScope { task: "record", .. })));
         assert_eq!(labels(&airlock::buffered()), ["own"]);
         Ok(())
     })
@@ -287,7 +290,10 @@ async fn a_spawned_task_does_not_inherit_the_scope_on_the_same_thread() {
         .await
         .unwrap();
         assert_eq!(thread, this_thread, "current-thread runtime");
-        assert!(matches!(spawned, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(
+            spawned,
+            Err(Error::NoScope { task: "record", .. })
+        ));
         // A future created inside the scope but run elsewhere: same answer.
         let made_here = airlock::enqueue(log.record("made-here"));
         assert!(made_here.is_ok());
@@ -311,13 +317,19 @@ async fn spawned_tasks_do_not_inherit_the_scope_on_workers() {
         let spawned = tokio::spawn(async move { airlock::enqueue(spawned_log.record("a")) })
             .await
             .unwrap();
-        assert!(matches!(spawned, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(
+            spawned,
+            Err(Error::NoScope { task: "record", .. })
+        ));
         let blocking_log = log.clone();
         let blocking =
             tokio::task::spawn_blocking(move || airlock::enqueue(blocking_log.record("b")))
                 .await
                 .unwrap();
-        assert!(matches!(blocking, Err(Error::NoScope { task: "record" })));
+        assert!(matches!(
+            blocking,
+            Err(Error::NoScope { task: "record", .. })
+        ));
         assert!(airlock::buffered().is_empty());
         Ok::<_, Error>(())
     })
@@ -382,7 +394,10 @@ fn handle_intents_share_the_scopes_fate_and_policy() {
         std::thread::scope(|s| {
             s.spawn(|| handle.enqueue(log.record("failed-scope")).unwrap());
         });
-        Err(Error::NoScope { task: "simulated" })
+        Err(Error::TaskFailed {
+            task: "simulated",
+            source: "simulated failure".into(),
+        })
     });
     assert!(failed.is_err());
     assert!(log.runs().is_empty());
@@ -603,7 +618,10 @@ fn is_open_follows_the_scope() {
     let _ = airlock::scope(|| -> airlock::Result<()> {
         kept.push(airlock::handle()?);
         assert!(kept[2].is_open());
-        Err(Error::NoScope { task: "simulated" })
+        Err(Error::TaskFailed {
+            task: "simulated",
+            source: "simulated failure".into(),
+        })
     });
     assert!(kept.iter().all(|h| !h.is_open()));
 }
@@ -662,7 +680,7 @@ fn handle_enqueue_from_a_policy_hook_is_enqueue_in_hook() {
         fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
             let outcome = catch_unwind(AssertUnwindSafe(|| self.to.enqueue(Noop {})));
             *self.got.lock().unwrap() = Some(match outcome {
-                Ok(Err(Error::EnqueueInHook { task })) => format!("EnqueueInHook({task})"),
+                Ok(Err(Error::EnqueueInHook { task, .. })) => format!("EnqueueInHook({task})"),
                 Ok(other) => format!("{other:?}"),
                 Err(_) => "panic".to_owned(),
             });
@@ -773,10 +791,21 @@ fn panics_in_hooks_and_tasks_leave_the_thread_clean() {
             })
         },
     ];
-    for run in runs {
+    let [on_enqueue, allows, task] = runs;
+    for run in [on_enqueue, allows] {
         assert!(catch_unwind(AssertUnwindSafe(run)).is_err());
         assert_usable();
     }
+    // A task's panic is its failure: the flush stops there and says so.
+    let error = catch_unwind(AssertUnwindSafe(task))
+        .expect("a task's panic does not unwind through the flush")
+        .unwrap_err();
+    assert!(
+        std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("task exploded")),
+        "{error:?}"
+    );
+    assert_usable();
     assert!(log.runs().is_empty());
 }
 
@@ -850,4 +879,38 @@ async fn panics_and_cancellations_leave_tasks_clean() {
         .await
         .unwrap();
     assert_eq!(log.runs(), ["after"]);
+}
+
+/// A handle taken inside a scope that is itself nested in `handle.run(..)`
+/// still sees the owner scope's policies: an `AssertNoEffects` two handles
+/// away rejects the enqueue.
+#[test]
+fn a_handle_taken_under_a_handle_keeps_the_owner_policies() {
+    let log = Log::new();
+    let result = Scope::new().policy(airlock::AssertNoEffects).run(|| {
+        let outer = airlock::handle()?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                outer.run(|| {
+                    airlock::scope(|| {
+                        let inner = airlock::handle()?;
+                        inner.enqueue(log.record("a"))
+                    })
+                })
+            })
+            .join()
+            .unwrap()
+        })
+    });
+    assert!(
+        matches!(
+            result,
+            Err(Error::PolicyViolation {
+                policy: "AssertNoEffects",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(log.runs().is_empty());
 }

@@ -159,7 +159,10 @@ fn scope_new_run_flushes_on_ok_and_discards_on_err() {
         .unwrap();
     let _ = Scope::new().run(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("err"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert_eq!(log.runs(), ["ok"]);
 }
@@ -182,9 +185,10 @@ fn flush_error_is_folded_into_the_result() {
     assert_eq!(dispatch.report().dispatched_count(), 1);
     assert_eq!(log.runs(), ["first", "x"], "fail fast: `after` not run");
     let undispatched = error.into_undispatched();
-    assert_eq!(undispatched.len(), 1);
+    assert_eq!(undispatched.len(), 2, "the failed intent, then the rest");
+    assert_eq!(undispatched[0].name(), "fail");
     assert_eq!(
-        undispatched[0]
+        undispatched[1]
             .payload::<Record>()
             .map(|r| r.label.as_str()),
         Some("after")
@@ -506,7 +510,10 @@ fn capture_of_a_failing_body_still_returns_intents() {
     let log = Log::new();
     let (result, intents) = airlock::capture(|| -> airlock::Result<()> {
         airlock::enqueue(log.record("a"))?;
-        Err(Error::NoScope { task: "stand-in" })
+        Err(Error::TaskFailed {
+            task: "stand-in",
+            source: "simulated failure".into(),
+        })
     });
     assert!(result.is_err());
     assert_eq!(intents.len(), 1);
@@ -557,4 +564,60 @@ fn buffered_sees_the_current_scope_only() {
     })
     .unwrap();
     assert_eq!(log.runs(), ["outer", "inner"]);
+}
+
+/// Ending an `ActiveScope` (dropping it) while a scope entered after it is
+/// still current takes it from under that scope: the later one stays current
+/// and keeps buffering, but its intents, meant for the scope that ended,
+/// have nowhere to go: its flush says so, and it can still be discarded.
+#[test]
+fn ending_an_active_scope_under_a_later_one_keeps_the_later_current() {
+    let log = Log::new();
+    let first = Scope::new().enter().unwrap();
+    let mut second = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("first-only")).unwrap();
+    drop(first);
+    airlock::enqueue(log.record("second")).unwrap();
+    assert_eq!(second.len(), 2);
+    second.exit().unwrap();
+    let error = second.flush().unwrap_err();
+    assert!(
+        matches!(&error, Error::State(state) if state.kind() == StateErrorKind::EnclosingNotCurrent),
+        "{error:?}"
+    );
+    assert_eq!(second.discard().unwrap(), 2);
+    assert!(log.runs().is_empty());
+    assert!(matches!(
+        airlock::enqueue(log.record("none")),
+        Err(Error::NoScope { .. })
+    ));
+}
+
+/// A closure scope's failed flush counts, without naming, the intents that
+/// were dispatched before the failure (its report records only the
+/// exceptions); an imperative flush's report lists every intent
+/// (`is_detailed`).
+#[test]
+fn a_closure_scope_failed_flush_report_names_the_dispatched() {
+    let log = Log::new();
+    let error = airlock::scope(|| -> airlock::Result<()> {
+        airlock::enqueue(log.record("a"))?;
+        airlock::enqueue(log.record("b"))?;
+        airlock::enqueue(log.fail("x"))
+    })
+    .unwrap_err();
+    let Error::Dispatch(dispatch) = &error else {
+        panic!("expected a dispatch error, got {error:?}");
+    };
+    let report = dispatch.report();
+    assert!(!report.is_detailed());
+    assert_eq!(report.dispatched().count(), 0);
+    assert_eq!(report.dispatched_count(), 2);
+
+    let mut scope = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("c")).unwrap();
+    scope.exit().unwrap();
+    let report = scope.flush().unwrap();
+    assert!(report.is_detailed());
+    assert_eq!(report.dispatched().collect::<Vec<_>>(), ["record"]);
 }

@@ -235,7 +235,7 @@ fn region_around_scopes() {
 fn region_is_not_a_scope() {
     let log = Log::new();
     let result = airlock::with_policy(AllowAll, || airlock::enqueue(log.record("a")));
-    assert!(matches!(result, Err(Error::NoScope { task: "record" })));
+    assert!(matches!(result, Err(Error::NoScope { task: "record", .. })));
 }
 
 /// Rule 10: a panic inside a region restores the previous region state.

@@ -143,7 +143,8 @@ fn a_task_error_is_a_dispatch_error() {
     };
     assert_eq!(error.failed_task(), "send_confirmation_email");
     assert!(
-        error
+        std::error::Error::source(&*error)
+            .expect("the task's error is the source")
             .to_string()
             .contains("mail server down for err@down.test")
     );
@@ -171,7 +172,10 @@ async fn async_task_in_async_scope() {
 fn checkout(log: &Log, fail: bool) -> airlock::Result<u32> {
     airlock::enqueue(log.record("checkout"))?;
     if fail {
-        return Err(Error::NoScope { task: "simulated" });
+        return Err(Error::TaskFailed {
+            task: "simulated",
+            source: "simulated failure".into(),
+        });
     }
     Ok(7)
 }

@@ -571,3 +571,122 @@ fn own_intents_carry_no_scope_policies() {
     outer.flush().unwrap();
     assert_eq!(log.runs(), ["own"]);
 }
+
+/// Builds `depth` nested scopes, each enqueueing `per_level` intents before
+/// opening the next (so every level holds its own intents and everything
+/// captured below), with a tagging policy on levels 0, 10 and 20.
+fn nest(log: &Log, calls: &Calls, depth: usize, per_level: usize) -> airlock::Result<()> {
+    fn level(
+        log: &Log,
+        calls: &Calls,
+        at: usize,
+        depth: usize,
+        per_level: usize,
+    ) -> airlock::Result<()> {
+        if at == depth {
+            return Ok(());
+        }
+        let body = || -> airlock::Result<()> {
+            for i in 0..per_level {
+                airlock::enqueue(log.record(format!("{at}.{i}")))?;
+            }
+            level(log, calls, at + 1, depth, per_level)
+        };
+        let name = match at {
+            0 => "level-0",
+            10 => "level-10",
+            20 => "level-20",
+            _ => "",
+        };
+        if !name.is_empty() {
+            Scope::new().policy(Tag::new(name, calls)).run(body)
+        } else {
+            airlock::scope(body)
+        }
+    }
+    level(log, calls, 0, depth, per_level)
+}
+
+/// Issue 6, item 20: ten thousand nested scopes (each capture hands the whole
+/// buffer up at once instead of moving it intent by intent) keep enqueue
+/// order, provenance and every carried policy, innermost first; and tearing
+/// down a buffer that deep neither recurses nor overflows the stack.
+#[test]
+fn ten_thousand_nested_scopes_keep_order_provenance_and_policies() {
+    // The scopes themselves recurse in this test's code: give it room.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            let log = Log::new();
+            let calls = Calls::default();
+            const DEPTH: usize = 10_000;
+            let mut outer = Scope::new().enter().unwrap();
+            nest(&log, &calls, DEPTH, 2).unwrap();
+            assert_eq!(outer.len(), DEPTH * 2);
+            let intents = outer.intents();
+            let labels = airlock_tests::labels(&intents);
+            let expected: Vec<String> = (0..DEPTH)
+                .flat_map(|at| [format!("{at}.0"), format!("{at}.1")])
+                .collect();
+            assert_eq!(labels, expected, "enqueue order survives capture");
+            assert!(intents.iter().all(Intent::is_captured));
+            // An intent of level 25 carries the policies of levels 20, 10, 0.
+            let carried: Vec<_> = intents[50].policies().map(|p| p.name()).collect();
+            assert_eq!(carried, ["level-20", "level-10", "level-0"]);
+            assert_eq!(
+                intents[0].policies().map(|p| p.name()).collect::<Vec<_>>(),
+                ["level-0"]
+            );
+            drop(intents);
+            outer.exit().unwrap();
+            calls.lock().unwrap().clear();
+            let report = outer.flush().unwrap();
+            assert_eq!(report.dispatched_count(), DEPTH * 2);
+            assert_eq!(log.runs(), expected);
+
+            // The same depth, discarded: the chunk chain is dropped without
+            // recursing (this thread's stack would not hold a recursive drop
+            // of 10,000 levels plus the scopes above).
+            let log = Log::new();
+            let mut outer = Scope::new().enter().unwrap();
+            nest(&log, &calls, DEPTH, 1).unwrap();
+            assert_eq!(outer.len(), DEPTH);
+            outer.exit().unwrap();
+            assert_eq!(outer.discard().unwrap(), DEPTH);
+            assert!(log.runs().is_empty());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Item 20: a capture that moves a whole buffer keeps its place among the
+/// holder's own intents, and the holder's own intents keep theirs.
+#[test]
+fn whole_buffer_captures_interleave_with_own_intents() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("own-1")).unwrap();
+    airlock::scope(|| -> airlock::Result<()> {
+        // More than a few intents: captured as one piece.
+        for i in 0..40 {
+            airlock::enqueue(log.record(format!("inner-{i}")))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    airlock::enqueue(log.record("own-2")).unwrap();
+    airlock::scope(|| airlock::enqueue(log.record("small"))).unwrap();
+    let labels = airlock_tests::labels(&outer.intents());
+    assert_eq!(labels.len(), 43);
+    assert_eq!(labels[0], "own-1");
+    assert_eq!(labels[1], "inner-0");
+    assert_eq!(labels[40], "inner-39");
+    assert_eq!(labels[41], "own-2");
+    assert_eq!(labels[42], "small");
+    assert_eq!(outer.own_intents().len(), 2);
+    assert_eq!(outer.captured_intents().len(), 41);
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), labels);
+}

@@ -35,7 +35,7 @@ struct Reentrant {
 impl Policy for Reentrant {
     fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
         let outcome = match airlock::enqueue(Noop {}) {
-            Err(Error::EnqueueInHook { task }) => format!("on_enqueue: EnqueueInHook({task})"),
+            Err(Error::EnqueueInHook { task, .. }) => format!("on_enqueue: EnqueueInHook({task})"),
             other => format!("on_enqueue: {other:?}"),
         };
         self.calls.lock().unwrap().push(outcome);
@@ -44,7 +44,7 @@ impl Policy for Reentrant {
 
     fn allows(&self, _: &Intent) -> bool {
         let outcome = match airlock::enqueue(Noop {}) {
-            Err(Error::EnqueueInHook { task }) => format!("allows: EnqueueInHook({task})"),
+            Err(Error::EnqueueInHook { task, .. }) => format!("allows: EnqueueInHook({task})"),
             other => format!("allows: {other:?}"),
         };
         self.calls.lock().unwrap().push(outcome);
@@ -182,6 +182,7 @@ fn rejection_at_enqueue_names_task_and_policy_and_does_not_buffer() {
             task,
             policy,
             violation,
+            ..
         } => {
             assert_eq!(*task, "record");
             assert_eq!(*policy, "QueueClosed");
@@ -772,4 +773,22 @@ fn custom_policy_sees_payloads() {
     });
     assert_eq!(seen(&calls), ["+a", "+secret", "?a", "?secret", "?-"]);
     assert_eq!(log.runs(), ["a"]);
+}
+
+/// A `Vec` of policies is a policy of its own: its `allows`, `on_enqueue`
+/// and `name` combine its members'.
+#[test]
+fn a_vec_of_policies_answers_through_its_own_hooks() {
+    let log = Log::new();
+    let intent = Intent::new(log.record("a"));
+    let blocks: Vec<Box<dyn Policy>> =
+        vec![Box::new(AllowAll), Box::new(BlockTasks::of::<Record>())];
+    assert_eq!(blocks.name(), "policy list");
+    assert!(!blocks.allows(&intent));
+    assert!(blocks.on_enqueue(&intent).is_ok());
+    let allows: Vec<Box<dyn Policy>> = vec![Box::new(AllowAll), Box::new(AllowAll)];
+    assert!(allows.allows(&intent));
+    let rejects: Vec<Box<dyn Policy>> = vec![Box::new(AllowAll), Box::new(AssertNoEffects)];
+    assert!(rejects.on_enqueue(&intent).is_err());
+    assert!(!rejects.allows(&intent), "one member refusing is enough");
 }

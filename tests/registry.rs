@@ -81,7 +81,9 @@ fn a_failing_task_is_task_failed() {
             ..
         }
     ));
-    assert!(error.to_string().contains("nothing to charge"), "{error}");
+    assert_eq!(error.to_string(), "task `billing.charge` failed");
+    let source = std::error::Error::source(&error).expect("the task's error is the source");
+    assert!(source.to_string().contains("nothing to charge"), "{source}");
 }
 
 /// An unknown name is an error that lists the known ones.

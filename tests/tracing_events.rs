@@ -197,7 +197,10 @@ fn discard_emits_counts() {
             for label in ["a", "b", "c"] {
                 airlock::enqueue(log.record(label))?;
             }
-            Err(Error::NoScope { task: "simulated" })
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
         })
     });
     assert!(result.is_err());
@@ -335,7 +338,11 @@ fn dispatch_failure_logs_an_error() {
     assert_eq!(failed.field("task"), Some("fail"));
     assert_eq!(failed.field("error"), Some("failed: x"));
     assert_eq!(failed.field("dispatched"), Some("1"));
-    assert_eq!(failed.field("not_dispatched"), Some("2"));
+    assert_eq!(
+        failed.field("not_dispatched"),
+        Some("3"),
+        "the failed intent and the two after it"
+    );
 }
 
 /// A task that fails under `TokioExecutor` (after the flush returned) is
@@ -407,8 +414,9 @@ impl ScopeKind for Deferring {
     }
 }
 
-/// A deferred batch dropped without `dispatch()` or `discard()` warns and
-/// names what was lost; `discard()` on purpose says how many, at DEBUG.
+/// A deferred batch dropped without `dispatch()` or `discard()` reaches the
+/// default undelivered hook, which logs each intent at ERROR with its JSON
+/// payload; `discard()` on purpose says how many, at DEBUG.
 #[test]
 fn deferred_batches_account_for_lost_intents() {
     let log = Log::new();
@@ -434,12 +442,18 @@ fn deferred_batches_account_for_lost_intents() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|e| e.level == Level::WARN && e.target == "airlock")
+        .filter(|e| e.level == Level::ERROR && e.target == "airlock")
         .cloned()
         .collect();
     assert_eq!(lost.len(), 1, "{lost:#?}");
-    assert_eq!(lost[0].field("count"), Some("1"));
-    assert!(lost[0].field("intents").unwrap().contains("forgotten"));
+    assert_eq!(lost[0].field("task"), Some("record"));
+    assert!(lost[0].field("payload").unwrap().contains("forgotten"));
+    assert!(
+        lost[0]
+            .field("cause")
+            .unwrap()
+            .contains("dropped without dispatch()")
+    );
     let discarded = events.one("deferred batch discarded");
     assert_eq!(discarded.field("discarded"), Some("2"));
     assert!(log.runs().is_empty());

@@ -199,6 +199,37 @@ fn nested_capture() -> (f64, u64) {
     (elapsed, N)
 }
 
+/// Not one of the reference's workloads: 10,000 scopes nested in each
+/// other, each enqueueing one intent before opening the next, then flushed by
+/// the outermost. Per intent, it should cost about what `nested_capture`
+/// does, whatever the depth.
+fn nested_deep() -> (f64, u64) {
+    const N: u64 = 10_000;
+    fn level(depth: u64) -> airlock::Result<()> {
+        if depth == 0 {
+            return Ok(());
+        }
+        airlock::scope(|| {
+            airlock::enqueue(Bump {})?;
+            level(depth - 1)
+        })
+    }
+    // The nesting recurses: give it a stack of its own.
+    std::thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(|| {
+            reset_counts();
+            let start = Instant::now();
+            level(N).unwrap();
+            let elapsed = elapsed_ns(start);
+            assert_eq!(dispatched(), N);
+            (elapsed, N)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
 fn local_policy() -> (f64, u64) {
     const N: u64 = 100_000;
     reset_counts();
@@ -261,7 +292,7 @@ fn main() {
         .filter(|arg| !arg.starts_with('-') && arg.parse::<usize>().is_err())
         .collect();
 
-    let workloads: [(&str, Workload); 8] = [
+    let workloads: [(&str, Workload); 9] = [
         ("floor_box_push", floor),
         ("enqueue_dropall", enqueue_dropall),
         ("scope_empty", scope_empty),
@@ -270,6 +301,7 @@ fn main() {
         ("nested_capture", nested_capture),
         ("local_policy", local_policy),
         ("blocktasks_flush", blocktasks_flush),
+        ("nested_deep_10k", nested_deep),
     ];
     for (name, workload) in workloads {
         if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {

@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::buffer::Captured;
 use crate::config::{self, Defaults};
 use crate::error::{Error, Result, StateError};
 use crate::executor::Executor;
@@ -24,6 +25,8 @@ pub(crate) struct Frame {
     /// no pointer chasing.
     pub(crate) config: Option<Arc<Config>>,
     pub(crate) intents: Vec<Intent>,
+    /// What it captured from nested scopes, kept whole (see `buffer`).
+    pub(crate) captured: Option<Box<Captured>>,
     /// Where handles reach this scope. For a remote frame (a scope owned by
     /// another thread or task, entered through a handle), the scope itself.
     pub(crate) shared: Option<SharedRef>,
@@ -188,6 +191,7 @@ impl Frame {
             id,
             config,
             intents,
+            captured: None,
             shared: None,
             enclosing: Enclosing::CURRENT,
         }
@@ -198,6 +202,7 @@ impl Frame {
             id: id | REMOTE,
             config: None,
             intents: Vec::new(),
+            captured: None,
             shared: Some(SharedRef {
                 shared,
                 owner: false,
@@ -228,14 +233,31 @@ impl Frame {
         self.config.as_ref()?.kind.as_ref()
     }
 
-    /// Takes the frame's intents, closing it to handles.
+    /// Takes the frame's intents, laid out flat, closing it to handles.
     pub(crate) fn into_intents(self) -> Vec<Intent> {
+        let (intents, captured) = self.into_parts();
+        crate::buffer::flatten(intents, captured)
+    }
+
+    /// Takes the frame's own intents (those sent through handles last) and
+    /// what it captured, closing it to handles.
+    pub(crate) fn into_parts(self) -> (Vec<Intent>, Option<Box<Captured>>) {
         let remote = self.is_remote();
         let mut intents = self.intents;
         if let (false, Some(shared)) = (remote, &self.shared) {
             intents.extend(shared.close());
         }
-        intents
+        (intents, self.captured)
+    }
+
+    /// How many intents it holds, captured ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.intents.len() + self.captured.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Clones of its intents, laid out flat.
+    pub(crate) fn snapshot(&self) -> Vec<Intent> {
+        crate::buffer::snapshot(&self.intents, self.captured.as_deref())
     }
 }
 
@@ -396,8 +418,12 @@ impl Context {
         self.popped(frame)
     }
 
+    /// Enqueues the intent in `slot` (always `Some`; taken here).
     #[inline]
-    pub(crate) fn enqueue(&self, mut intent: Intent) -> Result<()> {
+    pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> Result<()> {
+        let Some(mut intent) = slot.take() else {
+            unreachable!("airlock: enqueue without an intent")
+        };
         let task = intent.name();
         if self.in_hook() {
             return Err(Error::EnqueueInHook {
@@ -510,7 +536,11 @@ impl Context {
             _ => {
                 let defaults = config::global();
                 let result = f(&defaults);
-                *cache = Some((generation, defaults));
+                let stale = cache.replace((generation, defaults));
+                // Dropped after the borrow ends: a policy's `Drop` may read
+                // the defaults.
+                drop(cache);
+                drop(stale);
                 result
             }
         }
@@ -532,7 +562,10 @@ fn check_on_enqueue(
             policy.rejected_by(intent)?;
         }
         if let (Some(shared), true) = (&frame.shared, frame.is_remote()) {
-            shared.policies.iter().try_for_each(|p| p.rejected_by(intent))?;
+            shared
+                .policies
+                .iter()
+                .try_for_each(|p| p.rejected_by(intent))?;
             break;
         }
     }
@@ -540,7 +573,12 @@ fn check_on_enqueue(
 }
 
 pub(crate) fn with_defaults_ref<R>(f: impl FnOnce(&Defaults) -> R) -> R {
-    CONTEXT.with(|cx| cx.with_defaults(f))
+    let mut f = Some(f);
+    match CONTEXT.try_with(|cx| cx.with_defaults(f.take().expect("called once"))) {
+        Ok(result) => result,
+        // Thread teardown: this thread's override and cache are gone.
+        Err(_) => (f.expect("not called: the context was gone"))(&config::global()),
+    }
 }
 
 /// [`with_defaults_ref`] that never panics: during thread teardown, or while
@@ -571,6 +609,28 @@ pub(crate) struct DefaultsOverride {
 }
 
 impl DefaultsOverride {
+    /// [`DefaultsOverride::set`] that does nothing once the thread's state is
+    /// torn down: for use in `Drop`.
+    pub(crate) fn try_set(defaults: Option<Defaults>) -> Option<Self> {
+        let previous = CONTEXT
+            .try_with(|cx| {
+                cx.builtin_at.set(u64::MAX);
+                cx.defaults_override
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut o| o.take())
+            })
+            .ok()
+            .flatten()?;
+        let guard = DefaultsOverride { previous };
+        let _ = CONTEXT.try_with(|cx| {
+            if let Ok(mut current) = cx.defaults_override.try_borrow_mut() {
+                *current = defaults;
+            }
+        });
+        Some(guard)
+    }
+
     pub(crate) fn set(defaults: Option<Defaults>) -> Self {
         let previous = CONTEXT.with(|cx| {
             cx.builtin_at.set(u64::MAX);

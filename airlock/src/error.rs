@@ -291,9 +291,9 @@ impl DispatchError {
         self.failed_task
     }
 
-    /// The failed intent, when the executor could hand it back (a queue that
-    /// refused it can; the inline executor, which moved it into the call that
-    /// failed, cannot).
+    /// The failed intent, when the executor handed it back: the built-in
+    /// executors and [`Dispatch::each`](crate::Dispatch::each) always do; a
+    /// custom executor that consumed it cannot.
     pub fn failed(&self) -> Option<&Intent> {
         self.failed.as_ref()
     }

@@ -134,6 +134,15 @@ impl Iterator for Intents {
 
 impl ExactSizeIterator for Intents {}
 
+impl<'a> IntoIterator for &'a Intents {
+    type Item = &'a Intent;
+    type IntoIter = std::slice::Iter<'a, Intent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 impl Drop for Intents {
     fn drop(&mut self) {
         if self.rest.len() == 0 {
@@ -241,9 +250,10 @@ impl DispatchFailure {
 ///
 /// When a task fails (returns an error or panics), the tasks after it are not
 /// run and are handed back in the flush error with the failed one: each task
-/// is cloned before it runs, so [`DispatchError::failed`](crate::DispatchError::failed)
-/// can be retried. A panic becomes that error; it does not unwind through
-/// the flush.
+/// runs as a clone of its payload (made on the stack) while the intent stays
+/// whole, so [`DispatchError::failed`](crate::DispatchError::failed) can be
+/// retried. A panic becomes that error; it does not unwind through the
+/// flush.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InlineExecutor;
 
@@ -251,17 +261,19 @@ impl Executor for InlineExecutor {
     fn dispatch(&self, mut intents: Intents) -> Dispatch {
         let mut dispatched = 0;
         while let Some(intent) = intents.next() {
-            let kept = intent.clone();
-            match run_guarded(intent) {
+            match run_guarded(&intent) {
                 Run::Done(Ok(())) => dispatched += 1,
                 Run::Done(Err(error)) => {
                     return Dispatch::Done(Err(DispatchFailure::new(
-                        dispatched, kept, error, intents,
+                        dispatched, intent, error, intents,
                     )));
                 }
                 Run::Pending(future) => {
+                    // Guarded from here: dropped before its first poll, the
+                    // dispatch still reports the task it was about to run.
+                    let current = InFlight(Some(intent));
                     return Dispatch::Pending(Box::pin(run_rest_async(
-                        dispatched, kept, future, intents,
+                        dispatched, current, future, intents,
                     )));
                 }
             }
@@ -270,10 +282,11 @@ impl Executor for InlineExecutor {
     }
 }
 
-/// Runs a task, turning a panic into its error.
-pub(crate) fn run_guarded(intent: Intent) -> Run {
+/// Runs a clone of a task (the intent stays whole, to be handed back if the
+/// run fails), turning a panic into its error.
+pub(crate) fn run_guarded(intent: &Intent) -> Run {
     let task = intent.name();
-    match catch_unwind(AssertUnwindSafe(|| intent.run())) {
+    match catch_unwind(AssertUnwindSafe(|| intent.run_cloned())) {
         Ok(Run::Done(result)) => Run::Done(result),
         Ok(Run::Pending(future)) => Run::Pending(Box::pin(CatchPanic { future, task })),
         Err(panic) => Run::Done(Err(panicked(task, &*panic))),
@@ -313,11 +326,10 @@ impl Future for CatchPanic {
 /// to the undelivered hook with `rest`, and so does the one it was running.
 async fn run_rest_async(
     mut dispatched: usize,
-    kept: Intent,
+    mut current: InFlight,
     first: BoxFuture<Result<(), BoxError>>,
     mut rest: Intents,
 ) -> Result<(), DispatchFailure> {
-    let mut current = InFlight(Some(kept));
     let mut running = first;
     loop {
         let result = running.await;
@@ -329,8 +341,8 @@ async fn run_rest_async(
         let Some(intent) = rest.next() else {
             return Ok(());
         };
-        current.0 = Some(intent.clone());
-        running = run_guarded(intent).finish_boxed();
+        running = run_guarded(&intent).finish_boxed();
+        current.0 = Some(intent);
     }
 }
 

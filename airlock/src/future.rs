@@ -82,7 +82,13 @@ struct FrameSlot(Option<Frame>);
 impl Drop for FrameSlot {
     fn drop(&mut self) {
         if let Some(frame) = self.0.take() {
-            scope::end_unattended(frame, Exit::Cancelled);
+            // Dropped while unwinding: the future's poll panicked.
+            let exit = if std::thread::panicking() {
+                Exit::Panic
+            } else {
+                Exit::Cancelled
+            };
+            scope::end_unattended(frame, exit);
         }
     }
 }
@@ -163,7 +169,9 @@ where
                     let poll = {
                         let _lend = Lend::new(&mut slot.0);
                         let future = this.future.as_mut().as_pin_mut();
-                        future.expect("airlock: ScopeFuture polled after drop").poll(cx)
+                        future
+                            .expect("airlock: ScopeFuture polled after drop")
+                            .poll(cx)
                     };
                     let Poll::Ready(out) = poll else {
                         return Poll::Pending;
@@ -290,13 +298,19 @@ impl<F: Future> Future for CaptureFuture<F> {
         let poll = {
             let _lend = Lend::new(&mut this.slot.0);
             let future = this.future.as_mut().as_pin_mut();
-            future.expect("airlock: CaptureFuture polled after completion").poll(cx)
+            future
+                .expect("airlock: CaptureFuture polled after completion")
+                .poll(cx)
         };
         let Poll::Ready(out) = poll else {
             return Poll::Pending;
         };
         this.future.set(None);
-        let frame = this.slot.0.take().expect("airlock: capture frame lost in poll");
+        let frame = this
+            .slot
+            .0
+            .take()
+            .expect("airlock: capture frame lost in poll");
         Poll::Ready((out, frame.into_intents()))
     }
 }
@@ -312,17 +326,29 @@ pin_project! {
     /// a local policy region in force while the inner future is polled.
     #[must_use = "futures do nothing unless polled"]
     pub struct PolicyFuture<F> {
+        // `None` once dropped: dropped with the region in force, so what its
+        // destructors enqueue still answers to the region's policy.
         #[pin]
-        future: F,
+        future: Option<F>,
         chain: Option<PolicyChain>,
         linked: bool,
+    }
+
+    impl<F> PinnedDrop for PolicyFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _swap = SwapRegion::try_new(this.chain);
+                this.future.set(None);
+            }
+        }
     }
 }
 
 impl<F: Future> PolicyFuture<F> {
     pub(crate) fn new(chain: PolicyChain, future: F) -> Self {
         PolicyFuture {
-            future,
+            future: Some(future),
             chain: Some(chain),
             linked: false,
         }
@@ -344,7 +370,10 @@ impl<F: Future> Future for PolicyFuture<F> {
             }
         }
         let _swap = SwapRegion::new(this.chain);
-        this.future.poll(cx)
+        let future = this.future.as_pin_mut();
+        future
+            .expect("airlock: PolicyFuture polled after drop")
+            .poll(cx)
     }
 }
 
@@ -359,6 +388,19 @@ impl<'a> SwapRegion<'a> {
     fn new(slot: &'a mut Option<PolicyChain>) -> Self {
         let previous = CONTEXT.with(|cx| cx.local.replace(slot.take()));
         SwapRegion { slot, previous }
+    }
+
+    /// [`SwapRegion::new`] that does nothing once the thread's state is torn
+    /// down: for use in `Drop`.
+    fn try_new(slot: &'a mut Option<PolicyChain>) -> Option<Self> {
+        let chain = slot.take();
+        match CONTEXT.try_with(|cx| cx.local.replace(chain.clone())) {
+            Ok(previous) => Some(SwapRegion { slot, previous }),
+            Err(_) => {
+                *slot = chain;
+                None
+            }
+        }
     }
 }
 
@@ -382,16 +424,29 @@ pin_project! {
     /// [`with_defaults_async`](crate::with_defaults_async).
     #[must_use = "futures do nothing unless polled"]
     pub struct WithDefaults<F> {
+        // `None` once dropped: dropped with the override in force, so what
+        // its destructors do (a cancelled dispatch reaching the undelivered
+        // hook) sees the same defaults as its polls.
         #[pin]
-        future: F,
+        future: Option<F>,
         defaults: Option<Defaults>,
+    }
+
+    impl<F> PinnedDrop for WithDefaults<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _guard = DefaultsOverride::try_set(this.defaults.take());
+                this.future.set(None);
+            }
+        }
     }
 }
 
 impl<F: Future> WithDefaults<F> {
     pub(crate) fn new(defaults: Defaults, future: F) -> Self {
         WithDefaults {
-            future,
+            future: Some(future),
             defaults: Some(defaults),
         }
     }
@@ -403,7 +458,10 @@ impl<F: Future> Future for WithDefaults<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let guard = DefaultsOverride::set(this.defaults.take());
-        let poll = this.future.poll(cx);
+        let future = this.future.as_pin_mut();
+        let poll = future
+            .expect("airlock: WithDefaults polled after drop")
+            .poll(cx);
         *this.defaults = guard.restore();
         poll
     }

@@ -137,7 +137,7 @@ impl ScopeHandle {
     /// Makes the scope current while `future` is polled.
     pub fn run_async<F: Future>(&self, future: F) -> HandleFuture<F> {
         HandleFuture {
-            future,
+            future: Some(future),
             shared: self.shared.clone(),
         }
     }
@@ -183,9 +183,24 @@ pin_project! {
     /// The future returned by [`ScopeHandle::run_async`].
     #[must_use = "futures do nothing unless polled"]
     pub struct HandleFuture<F> {
+        // `None` once dropped: dropped with the handle's scope current, so
+        // what its destructors enqueue joins that scope.
         #[pin]
-        future: F,
+        future: Option<F>,
         shared: Arc<Shared>,
+    }
+
+    impl<F> PinnedDrop for HandleFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _lent = CONTEXT
+                    .try_with(|cx| !cx.in_hook())
+                    .unwrap_or(false)
+                    .then(|| RemoteFrame::push(this.shared));
+                this.future.set(None);
+            }
+        }
     }
 }
 
@@ -195,7 +210,10 @@ impl<F: Future> Future for HandleFuture<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _lent = RemoteFrame::push(this.shared);
-        this.future.poll(cx)
+        let future = this.future.as_pin_mut();
+        future
+            .expect("airlock: HandleFuture polled after drop")
+            .poll(cx)
     }
 }
 

@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::policy::{Policy, PolicyChain};
@@ -174,11 +173,12 @@ impl Intent {
         self.extra_mut().scope_policies.push(policy);
     }
 
-    /// Takes the payload out to run it, leaving a marker that still knows the
-    /// task's name (for the report of a flush that fails later on).
-    pub(crate) fn take_payload(&mut self) -> Box<dyn ErasedTask> {
-        let spent = self.payload.spent();
-        std::mem::replace(&mut self.payload, spent)
+    /// Runs a clone of the task, keeping this intent: if the run fails, the
+    /// intent can still be handed back whole. The clone is made on the stack,
+    /// so it costs no allocation beyond what the payload's own `Clone` does.
+    #[inline]
+    pub(crate) fn run_cloned(&self) -> Run {
+        self.payload.run_cloned()
     }
 
     /// Runs the task in place, consuming the intent.
@@ -243,12 +243,11 @@ pub(crate) trait ErasedTask: Any + Send + Sync {
     fn is_async(&self) -> bool;
     fn default_options(&self) -> DispatchOptions;
     fn run(self: Box<Self>) -> Run;
+    fn run_cloned(&self) -> Run;
     fn clone_box(&self) -> Box<dyn ErasedTask>;
     fn to_json(&self) -> serde_json::Result<serde_json::Value>;
     fn to_json_string(&self) -> serde_json::Result<String>;
     fn as_debug(&self) -> &dyn fmt::Debug;
-    /// A zero-sized stand-in for this payload once it has been run.
-    fn spent(&self) -> Box<dyn ErasedTask>;
 }
 
 impl<T: Task> ErasedTask for T {
@@ -268,6 +267,10 @@ impl<T: Task> ErasedTask for T {
         Task::run(*self)
     }
 
+    fn run_cloned(&self) -> Run {
+        Task::run(self.clone())
+    }
+
     fn clone_box(&self) -> Box<dyn ErasedTask> {
         Box::new(self.clone())
     }
@@ -282,56 +285,5 @@ impl<T: Task> ErasedTask for T {
 
     fn as_debug(&self) -> &dyn fmt::Debug {
         self
-    }
-
-    fn spent(&self) -> Box<dyn ErasedTask> {
-        Box::new(Spent::<T>(PhantomData))
-    }
-}
-
-/// What is left of an intent whose payload was moved into its run: the task's
-/// identity, without its arguments. Zero-sized, so making one allocates
-/// nothing. It never leaves the flush that made it.
-struct Spent<T>(PhantomData<fn() -> T>);
-
-impl<T: Task> ErasedTask for Spent<T> {
-    fn name(&self) -> &'static str {
-        T::NAME
-    }
-
-    fn is_async(&self) -> bool {
-        T::IS_ASYNC
-    }
-
-    fn default_options(&self) -> DispatchOptions {
-        T::default_options()
-    }
-
-    fn run(self: Box<Self>) -> Run {
-        Run::Done(Err(format!("`{}` was already run", T::NAME).into()))
-    }
-
-    fn clone_box(&self) -> Box<dyn ErasedTask> {
-        self.spent()
-    }
-
-    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        Err(serde::ser::Error::custom(
-            "the payload was moved into its run",
-        ))
-    }
-
-    fn to_json_string(&self) -> serde_json::Result<String> {
-        Err(serde::ser::Error::custom(
-            "the payload was moved into its run",
-        ))
-    }
-
-    fn as_debug(&self) -> &dyn fmt::Debug {
-        &"<run>"
-    }
-
-    fn spent(&self) -> Box<dyn ErasedTask> {
-        Box::new(Spent::<T>(PhantomData))
     }
 }

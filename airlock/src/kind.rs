@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::error::{DispatchError, Result};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
-use crate::undelivered::Undelivered;
 use crate::intent::Intent;
 use crate::report::{Fate, FlushReport};
+use crate::undelivered::Undelivered;
 
 /// How a scope's body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,6 +67,29 @@
 //! - If the executor fails, the intents not dispatched are handed back in the
 //!   error ([`Error::into_undispatched`]).
 //!
+//! # What becomes of an intent
+//!
+//! Every intent that [`enqueue`] accepted ends in exactly one of these ways,
+//! and nothing is lost without a trace:
+//!
+//! | fate | where it shows |
+//! | --- | --- |
+//! | dispatched | [`FlushReport::dispatched_count`] (and, for imperative flushes, [`FlushReport::dispatched`]) |
+//! | dropped by a policy at flush | [`FlushReport::dropped`] names the task and the policy |
+//! | discarded with its scope (`Err`, a panic, cancellation) | a `scope discarded` `tracing` event with the count |
+//! | handed back to a caller | [`Error::into_undispatched`]: a failed flush's undispatched intents, the failed one first; an enqueue refused by no scope, a hook, a policy or an ended handle |
+//! | no caller can take it | the [undelivered hook](Undelivered) |
+//!
+//! The undelivered hook ([`Defaults::on_undelivered`]) receives the intents
+//! of a dispatch cancelled half way (the one running included), a task or
+//! executor that panicked mid-batch (for a custom executor, what remained in
+//! its [`Intents`]), a deferred [`Batch`] dropped unused, a scope that
+//! flushed after its body failed or panicked and whose flush failed, and
+//! what integrations lose after their caller is gone. The default hook logs
+//! each intent at `ERROR` with its task name and JSON payload, so it can be
+//! replayed. A task that panics under the inline executor is a failed task:
+//! its flush returns the error, it does not unwind.
+//!
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
@@ -77,6 +100,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
+mod buffer;
 mod call_display;
 mod config;
 mod context;
@@ -120,8 +144,8 @@ pub use crate::scope::{
     ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
     scope_async, with_policy, with_policy_async,
 };
-pub use crate::undelivered::{Undelivered, undelivered};
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]
 pub use airlock_macros::{scoped, task};
@@ -156,17 +180,21 @@ pub use airlock_macros::{scoped, task};
 /// })?;
 /// # Ok::<(), airlock::Error>(())
 /// ```
-#[inline]
+#[inline(always)]
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
-    let intent = intent.into();
-    let task = intent.name();
-    let mut intent = Some(intent);
-    match context::CONTEXT.try_with(|cx| cx.enqueue(intent.take().expect("taken once"))) {
+    let mut intent = Some(intent.into());
+    match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
         Ok(result) => result,
-        // The thread is shutting down: no scope can be current.
-        Err(_) => Err(Error::NoScope {
-            task,
-            intent: Box::new(intent.expect("not taken: the context was gone")),
-        }),
+        Err(_) => no_scope_at_teardown(intent),
     }
+}
+
+/// The thread is shutting down: no scope can be current.
+#[cold]
+fn no_scope_at_teardown(intent: Option<Intent>) -> Result<()> {
+    let intent = intent.expect("airlock: the intent was taken by a context that was gone");
+    Err(Error::NoScope {
+        task: intent.name(),
+        intent: Box::new(intent),
+    })
 }

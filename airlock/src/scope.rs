@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::buffer::{Captured, capture_into, mark_captured};
 use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard};
 use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
@@ -210,7 +211,11 @@ impl Scope {
     pub(crate) fn enter_at(self, enclosing: Enclosing) -> Result<ActiveScope> {
         CONTEXT.with(|cx| {
             let mut frame = self.into_frame(cx);
-            let current = cx.frames.try_borrow().ok().and_then(|f| f.last().map(|t| t.id));
+            let current = cx
+                .frames
+                .try_borrow()
+                .ok()
+                .and_then(|f| f.last().map(|t| t.id));
             frame.enclosing = match (enclosing, current) {
                 (Enclosing::CURRENT, Some(id)) => Enclosing::frame(id),
                 _ => Enclosing::ROOT,
@@ -283,7 +288,10 @@ pub(crate) fn fold_flush_error<R: Outcome>(out: R, exit: Exit, error: Error) -> 
     if exit == Exit::Success {
         return out.absorb_flush_error(error);
     }
-    error_to_hook(error, "a scope flushed after its body failed, and the flush failed");
+    error_to_hook(
+        error,
+        "a scope flushed after its body failed, and the flush failed",
+    );
     out
 }
 
@@ -321,7 +329,9 @@ pub(crate) fn end_unattended(frame: Frame, exit: Exit) -> usize {
     }));
     match ended {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => error_to_hook(error, "a scope that ended without a caller failed to flush"),
+        Ok(Err(error)) => {
+            error_to_hook(error, "a scope that ended without a caller failed to flush")
+        }
         Err(_) => tracing::error!(
             target: "airlock",
             ?exit,
@@ -469,7 +479,12 @@ struct Collect(Arc<std::sync::Mutex<Vec<Intent>>>);
 
 impl Collect {
     fn take(&self) -> Vec<Intent> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -498,7 +513,7 @@ pub fn buffered() -> Vec<Intent> {
         let mut intents = if top.is_remote() {
             Vec::new()
         } else {
-            top.intents.clone()
+            top.snapshot()
         };
         if let Some(shared) = &top.shared {
             intents.extend(shared.sent());
@@ -740,42 +755,45 @@ impl ActiveScope {
         Ok(discard(frame, Exit::Failure))
     }
 
-    fn with_intents<R>(&self, f: impl FnOnce(&[Intent]) -> R) -> R {
-        fn buffer(frame: &Frame) -> &[Intent] {
-            &frame.intents
-        }
+    fn with_frame<R>(&self, f: impl FnOnce(&Frame) -> R, none: R) -> R {
         match &self.state {
-            ActiveState::Exited(frame) => f(buffer(frame)),
+            ActiveState::Exited(frame) => f(frame),
             ActiveState::Entered => CONTEXT.with(|cx| {
-                let frames = cx.frames.borrow();
-                f(frames
-                    .iter()
-                    .rfind(|frame| frame.id == self.id)
-                    .map_or(&[], buffer))
+                let Ok(frames) = cx.frames.try_borrow() else {
+                    return none;
+                };
+                match frames.iter().rfind(|frame| frame.id == self.id) {
+                    Some(frame) => f(frame),
+                    None => none,
+                }
             }),
-            _ => f(&[]),
+            _ => none,
         }
     }
 
     /// Clones of every buffered intent, own and captured, in order. Empty
     /// once the scope is finished.
     pub fn intents(&self) -> Vec<Intent> {
-        self.with_intents(<[Intent]>::to_vec)
+        self.with_frame(Frame::snapshot, Vec::new())
     }
 
     /// Clones of the intents enqueued directly into this scope.
     pub fn own_intents(&self) -> Vec<Intent> {
-        self.with_intents(|all| all.iter().filter(|i| !i.is_captured()).cloned().collect())
+        let mut intents = self.intents();
+        intents.retain(|i| !i.is_captured());
+        intents
     }
 
     /// Clones of the intents captured from nested scopes.
     pub fn captured_intents(&self) -> Vec<Intent> {
-        self.with_intents(|all| all.iter().filter(|i| i.is_captured()).cloned().collect())
+        let mut intents = self.intents();
+        intents.retain(Intent::is_captured);
+        intents
     }
 
     /// How many intents are buffered.
     pub fn len(&self) -> usize {
-        self.with_intents(<[Intent]>::len)
+        self.with_frame(Frame::len, 0)
     }
 
     /// Whether nothing is buffered.
@@ -841,8 +859,9 @@ impl fmt::Debug for ActiveScope {
 
 /// Drops a frame's intents, returning how many there were.
 pub(crate) fn discard(frame: Frame, exit: Exit) -> usize {
-    let intents = frame.into_intents();
-    let count = intents.len();
+    let (intents, captured) = frame.into_parts();
+    let count = intents.len() + captured.as_ref().map_or(0, |c| c.len());
+    drop(captured);
     // During thread teardown the context is gone and the intents drop here.
     let _ = CONTEXT.try_with(|cx| discard_intents(cx, intents, exit));
     count
@@ -907,12 +926,15 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     if frame.config.is_some() || frame.shared.is_some() {
         return finish_in(cx, frame, exit, Detail::Exceptions).map(drop);
     }
-    let mut intents = frame.intents;
+    let Frame {
+        intents, captured, ..
+    } = frame;
     if exit != Exit::Success {
+        drop(captured);
         discard_intents(cx, intents, exit);
         return Ok(());
     }
-    if intents.is_empty() {
+    if intents.is_empty() && captured.is_none() {
         tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
         cx.recycle(intents);
         return Ok(());
@@ -924,15 +946,26 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     {
         // Nested in a plain scope: captured whole (rule 8), and this scope
         // has no policy of its own for them to carry.
-        let captured = intents.len();
-        parent
-            .intents
-            .extend(intents.drain(..).map(|intent| mark_captured(intent, None)));
+        let captured_count = intents.len() + captured.as_ref().map_or(0, |c| c.len());
+        let emptied = capture_into(
+            &mut parent.intents,
+            &mut parent.captured,
+            intents,
+            captured,
+            None,
+        );
         drop(frames);
-        tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured, "scope flushed");
-        cx.recycle(intents);
+        tracing::debug!(
+            target: "airlock",
+            allowed = 0,
+            dropped = 0,
+            captured = captured_count,
+            "scope flushed"
+        );
+        cx.recycle(emptied);
         return Ok(());
     }
+    let intents = crate::buffer::flatten(intents, captured);
     let plain = frames.is_empty() && intents.iter().all(|i| !i.has_policies());
     drop(frames);
     if !plain {
@@ -957,25 +990,20 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
 fn dispatch_inline(
     cx: &Context,
     mut intents: Vec<Intent>,
-    mut report: FlushReport,
+    report: FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
-        // Kept until the task succeeds, so a failure can hand it back.
-        let kept = intents[index].clone();
-        let payload = intents[index].take_payload();
-        let result = catch_unwind(AssertUnwindSafe(|| payload.run().wait()))
-            .unwrap_or_else(|panic| Err(crate::executor::panicked(kept.name(), &*panic)));
+        // The intent stays whole until the flush ends, so a failure can hand
+        // it back.
+        let intent = &intents[index];
+        let result = catch_unwind(AssertUnwindSafe(|| intent.run_cloned().wait()))
+            .unwrap_or_else(|panic| Err(crate::executor::panicked(intent.name(), &*panic)));
         if let Err(error) = result {
-            if !report.detailed {
-                // Name the intents that did escape; their payloads are gone,
-                // their names are not.
-                let escaped = intents[..index].iter().map(|intent| ReportEntry {
-                    task: intent.name(),
-                    fate: Fate::Dispatched,
-                });
-                report.entries.extend(escaped);
-            }
-            let failure = DispatchFailure::new(index, kept, error, intents.split_off(index + 1));
+            let rest = intents.split_off(index + 1);
+            let failed = intents
+                .pop()
+                .expect("the failed intent is the last one left");
+            let failure = DispatchFailure::new(index, failed, error, rest);
             return kind::settle(report, Err(failure));
         }
     }
@@ -1020,18 +1048,44 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
         None => (None, None, None),
         Some(c) => (c.policy.as_ref(), c.executor.clone(), c.kind.as_ref()),
     };
-    let mut intents = frame.into_intents();
-    let before = intents.len();
+    let (own, captured) = frame.into_parts();
+    let before = own.len() + captured.as_ref().map_or(0, |c| c.len());
+    // A kind may defer dispatch, and its report must then say which intents
+    // were deferred.
+    let detailed = detail == Detail::Full || kind.is_some();
+    // A kind that keeps its own intents is not captured (a committed
+    // transaction), though the enclosing scopes' policies still judge them.
+    let keeps_own = kind.is_some_and(|k| k.keeps_own_intents());
+    let (own, captured) = if before > 0 && enclosing != Enclosing::ROOT && !keeps_own {
+        match capture_whole(cx, own, captured, policy) {
+            Ok(emptied) => {
+                cx.recycle(emptied);
+                tracing::debug!(
+                    target: "airlock",
+                    allowed = 0,
+                    dropped = 0,
+                    captured = before,
+                    "scope flushed"
+                );
+                return Prepared::Done(FlushReport {
+                    captured: before,
+                    detailed,
+                    ..FlushReport::default()
+                });
+            }
+            Err(parts) => parts,
+        }
+    } else {
+        (own, captured)
+    };
+    let mut intents = crate::buffer::flatten(own, captured);
     if before > 0 && enclosing != Enclosing::ROOT {
-        if kind.is_some_and(|k| k.keeps_own_intents()) {
+        if keeps_own {
             judged_by_ancestors(cx, &mut intents);
         } else if let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k)) {
             return Prepared::Failed(ended_handle(lost));
         }
     }
-    // A kind may defer dispatch, and its report must then say which intents
-    // were deferred.
-    let detailed = detail == Detail::Full || kind.is_some();
     let mut report = FlushReport {
         captured: before - intents.len(),
         detailed,
@@ -1194,14 +1248,29 @@ fn judged_by_ancestors(cx: &Context, intents: &mut [Intent]) {
     }
 }
 
-/// Marks an intent as captured from a scope with `policy` (rule 9).
-#[inline]
-fn mark_captured(mut intent: Intent, policy: Option<&Arc<dyn Policy>>) -> Intent {
-    intent.captured = true;
-    if let Some(policy) = policy {
-        intent.push_scope_policy(policy.clone());
+/// Captures a flushing scope's buffer whole into the current scope, when
+/// that is a plain scope of this thread (rule 8's common case); else hands
+/// the parts back for [`hand_to_ancestors`].
+#[allow(clippy::type_complexity)]
+fn capture_whole(
+    cx: &Context,
+    own: Vec<Intent>,
+    captured: Option<Box<Captured>>,
+    policy: Option<&Arc<dyn Policy>>,
+) -> std::result::Result<Vec<Intent>, (Vec<Intent>, Option<Box<Captured>>)> {
+    let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+        return Err((own, captured));
+    };
+    match frames.last_mut() {
+        Some(parent) if parent.kind().is_none() && !parent.is_remote() => Ok(capture_into(
+            &mut parent.intents,
+            &mut parent.captured,
+            own,
+            captured,
+            policy,
+        )),
+        _ => Err((own, captured)),
     }
-    intent
 }
 
 /// The error for intents that a nested scope could not hand to the scope of

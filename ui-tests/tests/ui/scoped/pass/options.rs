@@ -39,8 +39,9 @@ fn inline() -> airlock::Result<()> {
 #[airlock::scoped(scope = AlwaysFlush)]
 fn alerting() -> airlock::Result<()> {
     airlock::enqueue(Send { n: 4 })?;
-    Err(airlock::Error::NoScope {
+    Err(airlock::Error::TaskFailed {
         task: "pretend failure",
+        source: "the body failed".into(),
     })
 }
 

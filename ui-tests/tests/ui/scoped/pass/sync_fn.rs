@@ -75,7 +75,7 @@ fn main() {
     assert_eq!(sent(), 1, "flushed on Ok");
     assert!(matches!(checkout(0), Err(CheckoutError::Empty)));
     assert_eq!(sent(), 0, "discarded on Err");
-    let _ = CheckoutError::Airlock(airlock::Error::NoScope { task: "x" });
+    let _ = CheckoutError::Airlock(airlock::Error::TaskFailed { task: "x", source: "simulated failure".into() });
 
     assert_eq!(parse("4").unwrap(), 4);
     assert_eq!(sent(), 1);
