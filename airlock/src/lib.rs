@@ -115,7 +115,10 @@ pub mod registry;
 mod report;
 mod scope;
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite"))))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite")))
+)]
 pub mod sqlx;
 mod task;
 mod undelivered;
