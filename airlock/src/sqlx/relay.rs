@@ -30,13 +30,16 @@ pub(crate) fn wake_local() {
 /// are dispatched, so relays on several machines never dispatch the same row
 /// at once; on SQLite with a [lease](Relay::lease) taken under `BEGIN
 /// IMMEDIATE`), decodes them through the task registry, hands the batch to
-/// the executor, and records the outcome before COMMIT: dispatched rows are
+/// the executor, and records the outcome: dispatched rows are
 /// done; the row the executor failed on is retried after a backoff, or dead
 /// after `max_attempts`; rows that cannot be decoded (unknown task, payload
 /// that does not match) are dead at once with the reason, and do not hold
 /// up the others. Delivery is at least once: a relay that dies mid-round
 /// leaves its rows to the next (on SQLite, when the lease runs out). Executors read the row id, a stable
-/// idempotency key, with [`outbox_id`](super::outbox_id).
+/// idempotency key, with [`outbox_id`](super::outbox_id). Retries cover the
+/// failures the executor reports: [`InlineExecutor`](crate::InlineExecutor)
+/// runs each task and reports its error; `TokioExecutor` reports only that
+/// it spawned the task.
 ///
 /// The relay wakes when a transaction in this process commits rows, on
 /// PostgreSQL also on `NOTIFY` from any process, and polls every
@@ -46,11 +49,12 @@ pub(crate) fn wake_local() {
 ///
 /// ```no_run
 /// # async fn f(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// use airlock::InlineExecutor;
 /// use airlock::sqlx::Relay;
-/// use airlock::TokioExecutor;
 ///
 /// airlock::sqlx::migrate(&pool).await?;
-/// let relay = Relay::new(pool.clone(), TokioExecutor::current()).spawn();
+/// // Runs each task in the relay, so a failing task is retried.
+/// let relay = Relay::new(pool.clone(), InlineExecutor).spawn();
 /// // ... serve ...
 /// relay.shutdown().await; // finishes the round under way
 /// # Ok(()) }
