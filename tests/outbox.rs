@@ -154,6 +154,34 @@ macro_rules! outbox_scenarios {
         }
 
         #[tokio::test]
+        async fn the_transaction_policy_filters_before_the_outbox() {
+            let Some(db) = $setup else { return };
+            let log = unique("log");
+            TxScope::new()
+                .outbox()
+                .policy(airlock::BlockTasks::of::<Effect>())
+                .run(&db.pool, |_tx| {
+                    let log = log.clone();
+                    Box::pin(async move {
+                        airlock::enqueue(effect(&log, "blocked"))?;
+                        airlock::enqueue(Flaky {
+                            log,
+                            label: "allowed".into(),
+                            failures: 0,
+                        })?;
+                        Ok::<_, TxError>(())
+                    })
+                })
+                .await
+                .unwrap();
+            let outbox = airlock::sqlx::Outbox::new(db.pool.clone());
+            let pending = outbox.list(RowState::Pending, 0, 10).await.unwrap();
+            let tasks: Vec<&str> = pending.iter().map(|row| row.task.as_str()).collect();
+            assert_eq!(tasks, ["sqlx_test.flaky"]);
+            db.finish().await;
+        }
+
+        #[tokio::test]
         async fn tasks_can_write_to_the_database_while_the_relay_dispatches() {
             let Some(db) = $setup else { return };
             let log = unique("log");
