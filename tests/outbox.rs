@@ -154,6 +154,44 @@ macro_rules! outbox_scenarios {
         }
 
         #[tokio::test]
+        async fn rows_keep_the_options_and_origin_of_their_intents() {
+            let Some(db) = $setup else { return };
+            let log = unique("log");
+            TxScope::new()
+                .outbox()
+                .run(&db.pool, |_tx| {
+                    let log = log.clone();
+                    Box::pin(async move {
+                        let options = airlock::DispatchOptions::new()
+                            .queue("mail")
+                            .extra("tenant", "acme");
+                        airlock::enqueue(
+                            airlock::Intent::new(effect(&log, "with options"))
+                                .with_options(options)
+                                .with_origin("checkout"),
+                        )?;
+                        airlock::enqueue(effect(&log, "plain"))?;
+                        Ok::<_, TxError>(())
+                    })
+                })
+                .await
+                .unwrap();
+            let outbox = airlock::sqlx::Outbox::new(db.pool.clone());
+            let rows = outbox.list(RowState::Pending, 0, 10).await.unwrap();
+            assert_eq!(rows.len(), 2);
+            assert_eq!(rows[0].origin.as_deref(), Some("checkout"));
+            let intent = rows[0].decode().unwrap();
+            assert_eq!(intent.options().queue.as_deref(), Some("mail"));
+            assert_eq!(intent.options().extras["tenant"], "acme");
+            assert_eq!(outbox_id(&intent), Some(rows[0].id));
+            assert_eq!(intent.origin(), Some("checkout"));
+            let plain = rows[1].decode().unwrap();
+            assert_eq!(plain.options().queue, None);
+            assert_eq!(rows[1].options, "{}");
+            db.finish().await;
+        }
+
+        #[tokio::test]
         async fn the_transaction_policy_filters_before_the_outbox() {
             let Some(db) = $setup else { return };
             let log = unique("log");
