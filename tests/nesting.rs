@@ -690,3 +690,28 @@ fn whole_buffer_captures_interleave_with_own_intents() {
     outer.flush().unwrap();
     assert_eq!(log.runs(), labels);
 }
+
+/// Item 20: a scope holding a captured chunk hands it on with its own few
+/// intents, however few they are.
+#[test]
+fn a_captured_chunk_moves_on_with_a_small_scope() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::scope(|| -> airlock::Result<()> {
+        airlock::enqueue(log.record("middle"))?;
+        airlock::scope(|| -> airlock::Result<()> {
+            for i in 0..20 {
+                airlock::enqueue(log.record(format!("inner-{i}")))?;
+            }
+            Ok(())
+        })
+    })
+    .unwrap();
+    assert_eq!(outer.len(), 21);
+    let labels = labels(&outer.intents());
+    assert_eq!(labels[0], "middle");
+    assert_eq!(labels[20], "inner-19");
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), labels);
+}

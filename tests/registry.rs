@@ -40,7 +40,12 @@ fn lists_every_task() {
         .expect("charge is registered");
     assert_eq!(charge.rust_path(), "registry::charge");
     assert!(charge.file().ends_with("registry.rs"));
-    assert!(charge.line() > 0);
+    let line = include_str!("registry.rs")
+        .lines()
+        .position(|line| line.starts_with("fn charge("))
+        .unwrap()
+        + 1;
+    assert_eq!(charge.line() as usize, line, "the line of `fn charge`");
     let audit = tasks.iter().find(|t| t.name() == "audit").unwrap();
     assert_eq!(audit.rust_path(), "registry::nested::audit");
     let names: Vec<_> = tasks.iter().map(|t| t.name()).collect();
@@ -97,10 +102,16 @@ fn unknown_name_lists_the_known() {
     assert!(known.contains(&"billing.charge") && known.contains(&"refund"));
     let message = error.to_string();
     assert!(message.contains("billing.charj") && message.contains("billing.charge"));
+    let error = registry::run_json("billing.charj", "{}").unwrap_err();
     assert!(matches!(
-        registry::run_json("billing.charj", "{}"),
-        Err(Error::Registry(RegistryError::Unknown { .. }))
+        error,
+        Error::Registry(RegistryError::Unknown { .. })
     ));
+    assert_eq!(
+        error.task(),
+        Some("billing.charj"),
+        "names the task asked for"
+    );
 }
 
 /// A malformed payload is an error carrying serde's message; the task does
@@ -115,6 +126,7 @@ fn malformed_payload_does_not_run() {
     assert_eq!(*task, "billing.charge");
     assert!(source.to_string().contains("invalid type"), "{source}");
     assert!(error.to_string().contains("does not match its arguments"));
+    assert_eq!(error.task(), Some("billing.charge"));
     assert!(
         registry::decode("billing.charge", "{}").is_err(),
         "missing field"
@@ -132,4 +144,24 @@ fn decoded_intents_can_be_enqueued() {
     assert_eq!(intent.payload::<Charge>().unwrap().cents, 3);
     let (_, intents) = airlock::capture(|| airlock::enqueue(intent));
     assert_eq!(intents[0].to_string(), "billing.charge(cents: 3)");
+}
+
+/// The payload error's message does not repeat serde's, which is its source:
+/// `anyhow`'s `{:#}` prints each once.
+#[test]
+fn payload_error_prints_serde_message_once() {
+    let error = registry::run_json("billing.charge", r#"{"cents": "lots"}"#).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert_eq!(chain.matches("invalid type").count(), 1, "{chain}");
+    assert!(
+        chain.starts_with("the payload for task `billing.charge` does not match"),
+        "{chain}"
+    );
+}
+
+/// An unknown name says how to link the crate that defines the tasks.
+#[test]
+fn unknown_name_says_how_to_link_the_tasks() {
+    let message = registry::lookup("nope").unwrap_err().to_string();
+    assert!(message.contains("`use my_tasks as _;`"), "{message}");
 }

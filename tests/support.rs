@@ -269,6 +269,132 @@ impl airlock::Policy for Tag {
     }
 }
 
+/// What one call of the undelivered hook received: its cause, the labels of
+/// its intents (as [`labels`] names them) and its error's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// [`airlock::Undelivered::cause`].
+    pub cause: String,
+    /// The intents' labels, in order.
+    pub labels: Vec<String>,
+    /// The error's message, where there was one.
+    pub error: Option<String>,
+}
+
+/// An undelivered hook that records what it receives, for
+/// [`airlock::with_defaults`]: every test gets its own.
+#[derive(Clone, Debug, Default)]
+pub struct LostSink(std::sync::Arc<Mutex<Vec<Lost>>>);
+
+impl LostSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        LostSink::default()
+    }
+
+    /// Defaults whose undelivered hook records into this sink.
+    pub fn defaults(&self) -> airlock::Defaults {
+        let sink = self.0.clone();
+        airlock::Defaults::new().on_undelivered(move |lost: airlock::Undelivered| {
+            let entry = Lost {
+                cause: lost.cause().to_owned(),
+                labels: labels(lost.intents()),
+                error: lost.error().map(ToString::to_string),
+            };
+            sink.lock().unwrap().push(entry);
+        })
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Lost> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The labels of every intent received so far, in order of arrival.
+    pub fn labels(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .flat_map(|lost| lost.labels)
+            .collect()
+    }
+}
+
+/// Polls `future` once (with a waker that does nothing), then drops it if it
+/// is not ready: cancels it at its first await, deterministically, with no
+/// runtime.
+pub fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    poll_times(future, 1)
+}
+
+/// Polls `future` up to `times` times, then drops it if it is still not
+/// ready.
+pub fn poll_times<F: std::future::Future>(future: F, times: usize) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..times {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The environment variable that tells a test binary which test runs as a
+/// child process ([`run_in_child`]).
+pub const CHILD_ENV: &str = "AIRLOCK_TEST_CHILD";
+
+/// Whether this process is the child that [`run_in_child`] started for `test`.
+/// A child test returns at once unless this holds.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_ENV).is_ok_and(|name| name == test)
+}
+
+/// Runs the test `test` of this test binary in a child process and waits at
+/// most `limit` for it: for tests that would abort the process or change
+/// process-wide state (`airlock::configure`) if they went wrong. Panics,
+/// with the child's output, if it fails, aborts or hangs (it is killed then).
+pub fn run_in_child(test: &str, limit: std::time::Duration) {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut child = Command::new(exe)
+        .args([
+            test,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, test)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child test process");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child test") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().expect("read the child's output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match status {
+        Some(status) if status.success() && stdout.contains("1 passed") => {}
+        Some(status) => panic!(
+            "child test `{test}` failed ({status}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ),
+        None => panic!(
+            "child test `{test}` did not finish within {limit:?} (a hang or deadlock): \
+             killed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ),
+    }
+}
+
 /// The labels of `sqlx_db` effects among `intents`, in order.
 #[cfg(feature = "sqlx")]
 pub fn labels_of(intents: &[airlock::Intent]) -> Vec<String> {

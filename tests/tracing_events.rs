@@ -19,6 +19,9 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::{Layer, Registry};
 
+/// The message of the default undelivered hook's event.
+const UNDELIVERED: &str = "undelivered intent: replay it from this payload";
+
 /// One captured event.
 #[derive(Clone, Debug)]
 struct Event {
@@ -345,8 +348,9 @@ fn dispatch_failure_logs_an_error() {
     );
 }
 
-/// A task that fails under `TokioExecutor` (after the flush returned) is
-/// logged as an ERROR naming the task and its error.
+/// A task that fails under `TokioExecutor` (after the flush returned) goes
+/// to the undelivered hook, whose default logs an ERROR naming the task, its
+/// error and its payload.
 #[test]
 fn tokio_executor_logs_failed_tasks() {
     let events = Events::default();
@@ -362,7 +366,7 @@ fn tokio_executor_logs_failed_tasks() {
                 .await;
             // The spawned task runs on this current-thread runtime: let it.
             for _ in 0..10_000 {
-                if !events.named("task failed").is_empty() {
+                if !events.named(UNDELIVERED).is_empty() {
                     break;
                 }
                 tokio::task::yield_now().await;
@@ -371,10 +375,17 @@ fn tokio_executor_logs_failed_tasks() {
         })
     });
     assert!(result.is_ok(), "spawning succeeded: the flush is fine");
-    let failed = events.one("task failed");
+    let failed = events.one(UNDELIVERED);
     assert_eq!(failed.level, Level::ERROR);
     assert_eq!(failed.field("task"), Some("fail_async"));
     assert_eq!(failed.field("error"), Some("async task broke"));
+    assert_eq!(failed.field("payload"), Some("null"));
+    assert!(
+        failed
+            .field("cause")
+            .is_some_and(|cause| cause.contains("failed after TokioExecutor spawned it")),
+        "{failed:?}"
+    );
 }
 
 /// Dropping an `ActiveScope` that still holds intents warns with the count.

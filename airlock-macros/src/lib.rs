@@ -1,11 +1,13 @@
 //! The attributes of airlock: `#[airlock::task]` and `#[airlock::scoped]`.
 //!
 //! Use them through the `airlock-effects` crate (imported as `airlock`), which
-//! re-exports them with its `macros` feature (on by default):
+//! re-exports them with its `macros` feature (on by default). It is not on
+//! crates.io yet: depend on a clone of the repository by path, or on the
+//! repository by `git`:
 //!
 //! ```toml
 //! [dependencies]
-//! airlock = { package = "airlock-effects", version = "0.1" }
+//! airlock = { package = "airlock-effects", path = "../airlock/airlock" }
 //! ```
 //!
 //! The generated code names the runtime as `::airlock`, so the dependency must
@@ -28,17 +30,28 @@ use proc_macro::TokenStream;
 /// scope, serialized, and run later by an executor or by a worker that holds
 /// only its name and a JSON payload.
 ///
-/// ```ignore
+/// ```
+/// # #[derive(Debug)] struct MailError;
+/// # impl std::fmt::Display for MailError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("mail") }
+/// # }
+/// # impl std::error::Error for MailError {}
 /// /// Emails the customer that the order went through.
 /// #[airlock::task]
 /// fn send_confirmation_email(order_id: u64, to: String) -> Result<(), MailError> {
 ///     // ...
+/// #   let _ = (order_id, to);
+/// #   Ok(())
 /// }
 ///
+/// # fn main() -> anyhow::Result<()> {
 /// // The function stays callable as before:
 /// send_confirmation_email(7, "a@b.c".into())?;
 /// // and it has a typed, serializable intent:
+/// # airlock::scope(|| -> airlock::Result<()> {
 /// airlock::enqueue(SendConfirmationEmail { order_id: 7, to: "a@b.c".into() })?;
+/// # Ok(()) })?;
+/// # Ok(()) }
 /// ```
 ///
 /// # What it generates
@@ -49,8 +62,11 @@ use proc_macro::TokenStream;
 ///   (`send_confirmation_email` → `SendConfirmationEmail`), whose fields are
 ///   the arguments. It has the function's visibility (so do its fields) and
 ///   doc comment, and derives `Clone`, `Debug`, `Serialize` and
-///   `Deserialize`. A function without arguments gives a braced empty struct,
-///   built as `Bump {}` and serialized as `{}`;
+///   `Deserialize`. Decoding rejects a payload with a field that is not an
+///   argument (`#[serde(deny_unknown_fields)]`; see `allow_unknown_fields`
+///   below), so a misspelt or stale field is an error rather than ignored. A
+///   function without arguments gives a braced empty struct, built as
+///   `Bump {}` and serialized as `{}`;
 /// - an `airlock::Task` impl for it: the stable name, whether it is async, its
 ///   default dispatch options (only when some are given), and `run`, which
 ///   calls the function with the fields;
@@ -65,6 +81,7 @@ use proc_macro::TokenStream;
 /// ```text
 /// /// Emails the customer that the order went through.
 /// #[derive(Clone, Debug, Serialize, Deserialize)]   // through ::airlock::__private::serde
+/// #[serde(deny_unknown_fields)]
 /// struct SendConfirmationEmail {
 ///     /// The `order_id` argument.
 ///     order_id: u64,
@@ -110,6 +127,11 @@ use proc_macro::TokenStream;
 /// - `const fn`, `unsafe fn`, an `extern` ABI;
 /// - an argument type that is not serializable (reported at that type).
 ///
+/// A float argument (`f64`, and floats inside `Option`, `Vec`, maps or your
+/// own structs) must be finite when the intent is serialized: JSON cannot
+/// carry NaN or an infinity, so `Intent::to_json` returns an error naming the
+/// task and the field rather than writing `null`.
+///
 /// The attribute cannot tell a free function from an associated function
 /// without `self` inside an `impl` block; there, the generated struct would
 /// not be allowed, so put tasks at module level.
@@ -123,13 +145,21 @@ use proc_macro::TokenStream;
 ///
 /// The name a worker finds the task by, which payloads already in a queue
 /// refer to: set it once and keep it when renaming the function. It defaults
-/// to the function's name. It must be non-empty, made of ASCII letters,
-/// digits, `_`, `.`, `:` and `-`, and start and end with a letter, digit or
-/// `_`.
+/// to the function's name. Either way it must be non-empty, made of ASCII
+/// letters, digits, `_`, `.`, `:` and `-`, and start and end with a letter,
+/// digit or `_`: a function whose name has other letters (`envoyer_reçu`)
+/// needs an explicit `name`.
 ///
-/// ```ignore
+/// ```
+/// use airlock::Task;
+///
 /// #[airlock::task(name = "billing.send_invoice")]
-/// fn send_invoice(order_id: u64) { /* ... */ }
+/// fn send_invoice(order_id: u64) {
+///     // ...
+/// #   let _ = order_id;
+/// }
+///
+/// assert_eq!(SendInvoice::NAME, "billing.send_invoice");
 /// ```
 ///
 /// ```text
@@ -141,13 +171,38 @@ use proc_macro::TokenStream;
 /// Names the generated struct, for when the default would clash with an
 /// existing item (or read badly).
 ///
-/// ```ignore
+/// ```
 /// #[airlock::task(ident = SyncInventory)]
-/// fn sync(sku: String) { /* ... */ }   // `Sync` would shadow the std trait
+/// fn sync(sku: String) { // `Sync` would shadow the std trait
+///     // ...
+/// #   let _ = sku;
+/// }
+///
+/// let intent = SyncInventory { sku: "A-1".into() };
+/// # let _ = intent;
 /// ```
 ///
 /// ```text
 /// struct SyncInventory { sku: String }
+/// ```
+///
+/// ## `allow_unknown_fields`
+///
+/// A flag, without a value: payloads may hold fields that are not arguments,
+/// which decoding then ignores (for payloads written by a newer version of
+/// the task that added an argument). Without it, such a payload is a
+/// `RegistryError::Payload` naming the field, and the task does not run.
+///
+/// ```
+/// #[airlock::task(allow_unknown_fields)]
+/// fn resize(width: u32) {
+///     // ...
+/// #   let _ = width;
+/// }
+///
+/// let intent = airlock::registry::decode("resize", r#"{"width": 3, "height": 4}"#)?;
+/// assert_eq!(intent.payload::<Resize>().unwrap().width, 3);
+/// # Ok::<(), airlock::RegistryError>(())
 /// ```
 ///
 /// ## `queue = "name"`, `max_attempts = N`, `priority = N`, `delay = "30s"`
@@ -159,9 +214,25 @@ use proc_macro::TokenStream;
 /// numbers with units `ms`, `s`, `m` or `h`, combinable (`"250ms"`, `"30s"`,
 /// `"1m30s"`, `"2h"`). A bare number is an error that asks for a unit.
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+/// use airlock::{DispatchOptions, Task};
+///
 /// #[airlock::task(queue = "warehouse", max_attempts = 5, priority = -3, delay = "1m30s")]
-/// async fn notify_warehouse(order_id: u64) -> anyhow::Result<()> { /* ... */ }
+/// async fn notify_warehouse(order_id: u64) -> anyhow::Result<()> {
+///     // ...
+/// #   let _ = order_id;
+/// #   Ok(())
+/// }
+///
+/// assert_eq!(
+///     NotifyWarehouse::default_options(),
+///     DispatchOptions::new()
+///         .queue("warehouse")
+///         .max_attempts(5)
+///         .priority(-3)
+///         .delay(Duration::from_secs(90)),
+/// );
 /// ```
 ///
 /// ```text
@@ -182,13 +253,32 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Runs every call of a function in a fresh scope: the intents it enqueues
 /// are flushed when it succeeds and discarded when it fails.
 ///
-/// ```ignore
+/// ```
+/// # #[airlock::task]
+/// # fn send_confirmation_email(order_id: u64, to: String) { let _ = (order_id, to); }
+/// # struct Cart { email: String, items: u32 }
+/// # struct Order { id: u64 }
+/// # #[derive(Debug)]
+/// # enum CheckoutError { Empty, Airlock(airlock::Error) }
+/// # impl From<airlock::Error> for CheckoutError {
+/// #     fn from(error: airlock::Error) -> Self { CheckoutError::Airlock(error) }
+/// # }
+/// # fn place(cart: &Cart) -> Result<Order, CheckoutError> {
+/// #     if cart.items == 0 { Err(CheckoutError::Empty) } else { Ok(Order { id: 7 }) }
+/// # }
 /// #[airlock::scoped]
 /// fn checkout(cart: &Cart) -> Result<Order, CheckoutError> {
 ///     let order = place(cart)?;
 ///     airlock::enqueue(SendConfirmationEmail { order_id: order.id, to: cart.email.clone() })?;
 ///     Ok(order)
 /// }
+///
+/// // Sends the email when `checkout` returns `Ok`:
+/// let order = checkout(&Cart { email: "a@b.c".into(), items: 2 })?;
+/// # assert_eq!(order.id, 7);
+/// // and nothing when it returns `Err`:
+/// assert!(checkout(&Cart { email: "a@b.c".into(), items: 0 }).is_err());
+/// # Ok::<(), CheckoutError>(())
 /// ```
 ///
 /// Success is a normal return, or `Ok` when the function returns a `Result`;
@@ -208,6 +298,28 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// works on methods of `#[async_trait]` traits (it recognizes the
 /// `Box::pin(async move { .. })` body they are rewritten to and scopes the
 /// future) as well as native `async fn` in traits.
+///
+/// A `fn` returning `impl Future` whose body ends in an `async` block (the
+/// style before `async fn`) is scoped like an `async fn`: the scope covers
+/// the returned future, where the work happens, not just its construction.
+/// Its options are evaluated, and the statements before the `async` block
+/// run, when the function is called; those statements are outside the
+/// scope, so enqueue from inside the `async` block (or write an `async fn`).
+///
+/// ```
+/// use std::future::Future;
+/// # #[airlock::task]
+/// # fn pay(cents: u64) { panic!("a dry run pays nothing: {cents}") }
+///
+/// #[airlock::scoped(policy = airlock::DropAll)]
+/// fn dry_run(cents: u64) -> impl Future<Output = airlock::Result<()>> + Send + 'static {
+///     async move { airlock::enqueue(Pay { cents }) } // dropped, not the caller's
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> airlock::Result<()> {
+/// airlock::scope_async(dry_run(250)).await?;
+/// # Ok(()) }
+/// ```
 ///
 /// # What it generates
 ///
@@ -267,9 +379,20 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Which intents may escape: any `airlock::Policy`.
 ///
-/// ```ignore
+/// ```
+/// # #[airlock::task]
+/// # fn send_confirmation_email(order_id: u64) { panic!("a dry run sends nothing: {order_id}") }
 /// #[airlock::scoped(policy = airlock::DropAll)]
-/// async fn backfill(pool: &PgPool) -> anyhow::Result<()> { /* ... */ }
+/// async fn backfill(orders: Vec<u64>) -> anyhow::Result<()> {
+///     for order_id in orders {
+///         airlock::enqueue(SendConfirmationEmail { order_id })?; // dropped
+///     }
+///     Ok(())
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// backfill(vec![1, 2, 3]).await?;
+/// # Ok(()) }
 /// ```
 ///
 /// ```text
@@ -280,11 +403,31 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// How escaping intents run: any `airlock::Executor`.
 ///
-/// ```ignore
-/// impl Service {
-///     #[airlock::scoped(policy = self.policy(), executor = self.executor.clone())]
-///     async fn handle(&self, req: Request) -> Response { /* ... */ }
+/// ```
+/// # use airlock::{AllowAll, DropAll, InlineExecutor, Policy};
+/// # #[airlock::task]
+/// # fn charge(cents: u64) { let _ = cents; }
+/// struct Service {
+///     dry_run: bool,
+///     executor: InlineExecutor,
 /// }
+///
+/// impl Service {
+///     fn policy(&self) -> Box<dyn Policy> {
+///         if self.dry_run { Box::new(DropAll) } else { Box::new(AllowAll) }
+///     }
+///
+///     #[airlock::scoped(policy = self.policy(), executor = self.executor.clone())]
+///     async fn handle(&self, cents: u64) -> airlock::Result<u64> {
+///         airlock::enqueue(Charge { cents })?;
+///         Ok(cents)
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> airlock::Result<()> {
+/// let service = Service { dry_run: true, executor: InlineExecutor };
+/// assert_eq!(service.handle(250).await?, 250);
+/// # Ok(()) }
 /// ```
 ///
 /// ```text
@@ -299,9 +442,20 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `Default`, built with `Default::default()`. A value is an error; for a
 /// configured kind, build the scope by hand with `airlock::Scope::new().kind(..)`.
 ///
-/// ```ignore
+/// ```
+/// # #[airlock::task]
+/// # fn index_row(id: u64) { let _ = id; }
 /// #[airlock::scoped(scope = airlock::Independent)]
-/// fn import_batch(rows: Vec<Row>) -> airlock::Result<()> { /* ... */ }
+/// fn import_batch(rows: Vec<u64>) -> airlock::Result<()> {
+///     for id in rows {
+///         airlock::enqueue(IndexRow { id })?;
+///     }
+///     Ok(())
+/// }
+///
+/// // Flushes when it returns, even inside another scope:
+/// airlock::scope(|| import_batch(vec![1, 2]))?;
+/// # Ok::<(), airlock::Error>(())
 /// ```
 ///
 /// ```text

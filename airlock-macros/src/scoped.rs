@@ -180,6 +180,14 @@ mod generate {
             future.block.stmts = vec![syn::Stmt::Expr(Expr::Verbatim(wrapped), None)];
             return quote!(#function);
         }
+        if !is_async && let Some((future, prefix)) = returned_async_block(&function.block) {
+            // A `fn` returning `impl Future` whose body ends in an `async`
+            // block: the work happens when the future is polled, so that is
+            // what the scope must cover, not the future's construction.
+            let new_body = future_body(&builder, prefix, future);
+            function.block.stmts = vec![syn::Stmt::Expr(Expr::Verbatim(new_body), None)];
+            return quote!(#function);
+        }
         let body = function.block.to_token_stream();
         let new_body = if is_async {
             async_body(&builder, body, ret)
@@ -319,6 +327,50 @@ mod generate {
         }
     }
 
+    /// The `async` block a body ends in, and the statements before it: the
+    /// shape of a `fn` that returns `impl Future` (the same probe as
+    /// `tracing`'s `#[instrument]`).
+    fn returned_async_block(block: &Block) -> Option<(&syn::ExprAsync, &[syn::Stmt])> {
+        match block.stmts.split_last() {
+            Some((syn::Stmt::Expr(Expr::Async(future), None), prefix)) => Some((future, prefix)),
+            _ => None,
+        }
+    }
+
+    /// The scope is built when the function is called, as for a sync `fn`,
+    /// so its options may use borrowed arguments even when the future is
+    /// `'static`; the statements before the `async` block run then too, as
+    /// written. The block itself is kept as the user wrote it (`move` or
+    /// not) and awaited inside the scope, which is current whenever the
+    /// returned future is polled.
+    fn future_body(
+        builder: &TokenStream,
+        prefix: &[syn::Stmt],
+        future: &syn::ExprAsync,
+    ) -> TokenStream {
+        let imports = outcome_imports();
+        let (scope, out) = (local("__airlock_scope"), local("__airlock_out"));
+        let inner = local("__airlock_future");
+        quote! {
+            #imports
+            let #scope = #builder;
+            #(#prefix)*
+            let #inner = #future;
+            async move {
+                #scope
+                    .run_async(async move {
+                        let #out = #inner.await;
+                        #[allow(unreachable_code)]
+                        (&&&::airlock::__private::Kind(&#out))
+                            .__airlock_kind()
+                            .wrap(#out)
+                    })
+                    .await
+                    .into_inner()
+            }
+        }
+    }
+
     /// The `async move { .. }` in a body ending in `Box::pin(async move {
     /// .. })`, the shape `#[async_trait]` gives a method (the same probe as
     /// `tracing`'s `#[instrument]`).
@@ -399,6 +451,40 @@ mod tests {
         .to_string();
         assert!(out.starts_with("# [doc = r\" Docs.\"] # [inline] pub (crate) fn checkout (& self , n : u32) -> Result < u32 , E > { # ! [allow (unused)]"), "{out}");
         assert!(out.contains("__airlock_scope . run (move ||"));
+    }
+
+    #[test]
+    fn returned_async_blocks_are_scoped() {
+        let out = expand(
+            quote!(policy = DropAll),
+            quote! {
+                fn handle(&self) -> impl Future<Output = u8> + 'static {
+                    let n = self.n;
+                    async move { n }
+                }
+            },
+        )
+        .to_string();
+        let scope =
+            out.find("let __airlock_scope = :: airlock :: Scope :: new () . policy (DropAll) ;");
+        let prefix = out.find("let n = self . n ;");
+        let future = out.find("let __airlock_future = async move { n } ;");
+        let run = out.find("async move { __airlock_scope . run_async (async move { let __airlock_out = __airlock_future . await ;");
+        assert!(
+            scope < prefix && prefix < future && future < run && scope.is_some(),
+            "{out}"
+        );
+        // Only a final `async` block is the returned future.
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f() {
+                    async {};
+                }
+            ),
+        )
+        .to_string();
+        assert!(out.contains(". run (move ||"), "{out}");
     }
 
     #[test]

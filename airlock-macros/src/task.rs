@@ -27,6 +27,13 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let (options, parsed) = parse::options(attr);
     errors.take(parsed);
     let function = errors.take(parse::function(item));
+    // Without `name = ...`, the function's name is the task's name: the same
+    // rule applies to it.
+    if options.name.is_none()
+        && let Some(function) = &function
+    {
+        errors.take(validate::default_name(&function.sig.ident));
+    }
     let options = errors.take(validate::options(options));
     let fields = function
         .as_ref()
@@ -48,6 +55,7 @@ mod kw {
     syn::custom_keyword!(max_attempts);
     syn::custom_keyword!(priority);
     syn::custom_keyword!(delay);
+    syn::custom_keyword!(allow_unknown_fields);
 }
 
 /// The options `#[task(...)]` accepts, in the order the docs list them.
@@ -58,6 +66,7 @@ const OPTIONS: &[&str] = &[
     "max_attempts",
     "priority",
     "delay",
+    "allow_unknown_fields",
 ];
 
 /// What the user wrote, with spans, before any rule is checked.
@@ -76,6 +85,7 @@ mod model {
         pub(super) max_attempts: Option<Expr>,
         pub(super) priority: Option<Expr>,
         pub(super) delay: Option<Expr>,
+        pub(super) allow_unknown_fields: bool,
     }
 
     /// The options once checked.
@@ -83,6 +93,7 @@ mod model {
         pub(super) name: Option<LitStr>,
         pub(super) ident: Option<Ident>,
         pub(super) dispatch: Dispatch,
+        pub(super) allow_unknown_fields: bool,
     }
 
     /// Default dispatch options, in the runtime's units.
@@ -120,6 +131,10 @@ mod model {
         /// The stable name: `name = "..."`, or the function's name.
         pub(super) name: LitStr,
         pub(super) dispatch: Dispatch,
+        /// Whether a payload may hold fields that are not arguments; by
+        /// default they are an error, so that a misspelt or stale field is
+        /// not silently ignored.
+        pub(super) allow_unknown_fields: bool,
     }
 
     impl Task {
@@ -138,6 +153,7 @@ mod model {
                 struct_ident,
                 name,
                 dispatch: options.dispatch,
+                allow_unknown_fields: options.allow_unknown_fields,
             }
         }
     }
@@ -185,6 +201,7 @@ mod parse {
         let mut max_attempts = Once::new("max_attempts");
         let mut priority = Once::new("priority");
         let mut delay = Once::new("delay");
+        let mut allow_unknown_fields = Once::new("allow_unknown_fields");
         let result = parse_list(input, OPTIONS, |input| {
             let span = input.span();
             if input.peek(kw::name) {
@@ -213,6 +230,16 @@ mod parse {
             } else if input.peek(kw::delay) {
                 input.parse::<kw::delay>()?;
                 delay.set(span, value(input)?)?;
+            } else if input.peek(kw::allow_unknown_fields) {
+                input.parse::<kw::allow_unknown_fields>()?;
+                if input.peek(Token![=]) {
+                    return Err(input.error(
+                        "`allow_unknown_fields` is a flag and takes no value: write \
+                         `#[airlock::task(allow_unknown_fields)]` to accept payloads with \
+                         fields that are not arguments, or leave it out to reject them",
+                    ));
+                }
+                allow_unknown_fields.set(span, ())?;
             } else {
                 return Ok(false);
             }
@@ -224,6 +251,7 @@ mod parse {
         out.max_attempts = max_attempts.into_inner();
         out.priority = priority.into_inner();
         out.delay = delay.into_inner();
+        out.allow_unknown_fields = allow_unknown_fields.into_inner().is_some();
         result
     }
 
@@ -280,6 +308,7 @@ mod validate {
                 priority,
                 delay_ms,
             },
+            allow_unknown_fields: options.allow_unknown_fields,
         })
     }
 
@@ -313,35 +342,61 @@ mod validate {
         matches!(c, '.' | ':' | '-')
     }
 
-    pub(super) fn task_name(expr: &Expr) -> syn::Result<LitStr> {
-        let lit = lit_str(expr, "name", "name = \"billing.send_invoice\"")?;
-        let name = lit.value();
-        let rule = "letters, digits, `_`, `.`, `:` and `-`, \
-                    starting and ending with a letter, digit or `_`";
+    /// What a task name may be made of, for the messages.
+    const NAME_RULE: &str = "ASCII letters, digits, `_`, `.`, `:` and `-`, \
+                             starting and ending with a letter, digit or `_`";
+
+    /// The one rule for task names, explicit or defaulted: what is wrong
+    /// with `name`, if anything.
+    fn name_problem(name: &str) -> Option<String> {
         if name.is_empty() {
-            return Err(syn::Error::new(
-                lit.span(),
-                format!(
-                    "the task name is empty: write one made of {rule}, \
-                         or remove `name` to use the function's name"
-                ),
-            ));
+            return Some("is empty".to_owned());
         }
         if let Some(bad) = name.chars().find(|&c| !is_name_char(c)) {
-            return Err(syn::Error::new(
-                lit.span(),
-                format!("the task name {name:?} contains {bad:?}: use only {rule}"),
-            ));
+            return Some(format!("contains {bad:?}"));
         }
         let first = name.chars().next().unwrap_or('_');
         let last = name.chars().next_back().unwrap_or('_');
         if is_separator(first) || is_separator(last) {
-            return Err(syn::Error::new(
-                lit.span(),
-                format!("the task name {name:?} starts or ends with a separator: use only {rule}"),
-            ));
+            return Some("starts or ends with a separator".to_owned());
         }
-        Ok(lit.clone())
+        None
+    }
+
+    pub(super) fn task_name(expr: &Expr) -> syn::Result<LitStr> {
+        let lit = lit_str(expr, "name", "name = \"billing.send_invoice\"")?;
+        let name = lit.value();
+        match name_problem(&name) {
+            None => Ok(lit.clone()),
+            Some(_) if name.is_empty() => Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "the task name is empty: write one made of {NAME_RULE}, \
+                     or remove `name` to use the function's name"
+                ),
+            )),
+            Some(problem) => Err(syn::Error::new(
+                lit.span(),
+                format!("the task name {name:?} {problem}: use only {NAME_RULE}"),
+            )),
+        }
+    }
+
+    /// The function's name, when it is the task's name, follows the rule an
+    /// explicit `name = ...` does.
+    pub(super) fn default_name(fn_ident: &Ident) -> syn::Result<()> {
+        let name = fn_ident.unraw().to_string();
+        match name_problem(&name) {
+            None => Ok(()),
+            Some(problem) => Err(syn::Error::new(
+                fn_ident.span(),
+                format!(
+                    "the task's name defaults to the function's name, and {name:?} {problem}: \
+                     task names use only {NAME_RULE}; give the task one with \
+                     `#[airlock::task(name = \"...\")]`"
+                ),
+            )),
+        }
     }
 
     fn queue_name(expr: &Expr) -> syn::Result<LitStr> {
@@ -700,6 +755,8 @@ mod generate {
         let fn_name = fn_ident.unraw().to_string();
         let (serde_bounds, task_bounds) = deferred_bounds(task);
         let line = quote_spanned!(fn_ident.span()=> ::core::line!());
+        let deny_unknown_fields =
+            (!task.allow_unknown_fields).then(|| quote!(#[serde(deny_unknown_fields)]));
         // At the function's name, so that a clash with another item of the
         // same name is reported there rather than at the attribute.
         let intent_struct = quote_spanned! {fn_ident.span()=>
@@ -712,6 +769,7 @@ mod generate {
                 ::airlock::__private::serde::Deserialize,
             )]
             #[serde(crate = "::airlock::__private::serde")]
+            #deny_unknown_fields
             #serde_bounds
             #vis struct #ident {
                 #(#field_defs,)*
@@ -891,10 +949,86 @@ mod tests {
     fn task_names_are_checked() {
         assert_eq!(name_error("billing.send_invoice"), None);
         assert_eq!(name_error("billing::send-invoice.v2"), None);
-        assert!(name_error("").unwrap().contains("empty"));
+        assert!(
+            name_error("")
+                .unwrap()
+                .starts_with("the task name is empty: write one made of ASCII letters"),
+            "says what to write, or to remove `name`"
+        );
         assert!(name_error("has space").unwrap().contains("' '"));
         assert!(name_error(".leading").unwrap().contains("separator"));
         assert!(name_error("trailing:").unwrap().contains("separator"));
+    }
+
+    #[test]
+    fn default_names_follow_the_same_rule() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn envoyer_reçu() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains(r#"\"envoyer_reçu\" contains 'ç'"#), "{out}");
+        // An explicit name replaces the function's: nothing to check there.
+        let out = expand(
+            quote!(name = "mail.receipt"),
+            quote!(
+                fn envoyer_reçu() {}
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            !expand(
+                quote!(),
+                quote!(
+                    fn r#type() {}
+                )
+            )
+            .to_string()
+            .contains("compile_error")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_denied_unless_allowed() {
+        let denied = expand(
+            quote!(),
+            quote!(
+                fn ping(n: u32) {}
+            ),
+        )
+        .to_string();
+        assert!(
+            denied.contains("# [serde (deny_unknown_fields)]"),
+            "{denied}"
+        );
+        let allowed = expand(
+            quote!(allow_unknown_fields),
+            quote!(
+                fn ping(n: u32) {}
+            ),
+        )
+        .to_string();
+        assert!(!allowed.contains("compile_error"), "{allowed}");
+        assert!(!allowed.contains("deny_unknown_fields"), "{allowed}");
+    }
+
+    #[test]
+    fn allow_unknown_fields_is_a_flag() {
+        let (_, result) = parse::options(quote!(allow_unknown_fields = true, queue = "q"));
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.starts_with("`allow_unknown_fields` is a flag"),
+            "{message}"
+        );
+        let (_, result) = parse::options(quote!(allow_unknown_fields, allow_unknown_fields));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "`allow_unknown_fields` given twice: keep one of them"
+        );
     }
 
     #[test]

@@ -199,10 +199,25 @@ impl Dispatch {
         Dispatch::Done(Ok(()))
     }
 
-    pub(crate) fn wait(self) -> Result<(), DispatchFailure> {
+    /// Waits for the dispatch on this thread. A pending one that cannot be
+    /// waited for here without hanging is dropped unpolled (the intents it
+    /// holds go to the undelivered hook) and the failure names `first_task`.
+    pub(crate) fn wait(self, first_task: &'static str) -> Result<(), DispatchFailure> {
         match self {
             Dispatch::Done(result) => result,
-            Dispatch::Pending(future) => crate::block_on::block_on(future),
+            Dispatch::Pending(future) => crate::block_on::block_on(future).unwrap_or_else(|hang| {
+                Err(DispatchFailure {
+                    dispatched: 0,
+                    failed_task: first_task,
+                    failed: None,
+                    error: format!(
+                        "the executor's asynchronous dispatch was {hang}. The intents it held \
+                             went to the undelivered hook"
+                    )
+                    .into(),
+                    not_attempted: Vec::new(),
+                })
+            }),
         }
     }
 }
@@ -246,7 +261,11 @@ impl DispatchFailure {
 ///
 /// An asynchronous task is awaited where the scope is async; a synchronous
 /// scope blocks on it without an async runtime, so async tasks that need one
-/// belong with `TokioExecutor` (feature `tokio`) or an async scope.
+/// belong with `TokioExecutor` (feature `tokio`) or an async scope. With the
+/// `tokio` feature, a synchronous scope inside a multi-thread runtime waits
+/// with `block_in_place`, and inside a current-thread runtime (where
+/// blocking would hang) it refuses: the flush fails, naming the task and
+/// handing it back with the rest.
 ///
 /// When a task fails (returns an error or panics), the tasks after it are not
 /// run and are handed back in the flush error with the failed one: each task
@@ -363,91 +382,4 @@ impl Drop for InFlight {
 }
 
 #[cfg(feature = "tokio")]
-pub use self::tokio_executor::TokioExecutor;
-
-#[cfg(feature = "tokio")]
-mod tokio_executor {
-    use super::{Dispatch, DispatchFailure, Executor};
-    use crate::intent::Intent;
-    use tokio::runtime::Handle;
-
-    /// Runs each escaping intent as its own tokio task: async tasks with
-    /// `spawn`, synchronous ones with `spawn_blocking` so they cannot stall the
-    /// runtime's workers.
-    ///
-    /// Dispatch means "spawned": the flush does not wait for the tasks, and a
-    /// task that fails is logged through `tracing` (target `airlock`, `ERROR`)
-    /// with its name and error. Flushing with no runtime to spawn on fails and
-    /// hands back every intent.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> airlock::Result<()> {
-    /// use airlock::{Scope, TokioExecutor};
-    ///
-    /// Scope::new()
-    ///     .executor(TokioExecutor::current())
-    ///     .run_async(async { Ok::<_, airlock::Error>(()) })
-    ///     .await
-    /// # }
-    /// ```
-    #[derive(Clone, Debug, Default)]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub struct TokioExecutor {
-        handle: Option<Handle>,
-    }
-
-    impl TokioExecutor {
-        /// Spawns on the runtime the flush runs in.
-        pub fn current() -> Self {
-            TokioExecutor { handle: None }
-        }
-
-        /// Spawns on the given runtime, wherever the flush runs.
-        pub fn new(handle: Handle) -> Self {
-            TokioExecutor {
-                handle: Some(handle),
-            }
-        }
-    }
-
-    impl Executor for TokioExecutor {
-        fn dispatch(&self, intents: super::Intents) -> Dispatch {
-            let intents = intents.into_vec();
-            let handle = match self.handle.clone().map_or_else(Handle::try_current, Ok) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    let mut intents = intents.into_iter();
-                    let first = intents.next();
-                    return Dispatch::Done(Err(DispatchFailure {
-                        dispatched: 0,
-                        failed_task: first.as_ref().map_or("?", Intent::name),
-                        failed: first,
-                        error: format!(
-                            "TokioExecutor found no tokio runtime ({error}): flush inside a \
-                             runtime or build it with TokioExecutor::new(handle)"
-                        )
-                        .into(),
-                        not_attempted: intents.collect(),
-                    }));
-                }
-            };
-            for intent in intents {
-                let task = intent.name();
-                let report = move |result: Result<(), crate::BoxError>| {
-                    if let Err(error) = result {
-                        tracing::error!(target: "airlock", task, %error, "task failed");
-                    }
-                };
-                if intent.is_async() {
-                    handle.spawn(async move { report(intent.run().finish().await) });
-                } else {
-                    handle.spawn_blocking(move || report(intent.run().wait()));
-                }
-            }
-            Dispatch::Done(Ok(()))
-        }
-    }
-}
+pub use crate::tokio_executor::TokioExecutor;

@@ -102,8 +102,11 @@ impl Intent {
     ///
     /// # Errors
     ///
-    /// Fails only if the payload's `Serialize` impl fails (a map with non-string
-    /// keys, for instance).
+    /// - A float in the payload is NaN or infinite: JSON cannot carry it (it
+    ///   would become `null`, which no worker can decode). The message names
+    ///   the task and the field (`points[2].x`).
+    /// - The payload's `Serialize` impl fails (a map with non-string keys, for
+    ///   instance).
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
         self.payload.to_json()
     }
@@ -276,6 +279,7 @@ impl<T: Task> ErasedTask for T {
     }
 
     fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        crate::finite::check(T::NAME, self)?;
         serde_json::to_value(self)
     }
 

@@ -202,7 +202,7 @@ impl Batch {
     /// hands back the intents that were not dispatched.
     pub fn dispatch(mut self) -> Result<FlushReport> {
         let (intents, executor, report) = self.take();
-        settle(report, start(intents, executor).wait())
+        settle(report, start_blocking(intents, executor))
     }
 
     /// Dispatches the batch now, awaiting an asynchronous executor.
@@ -265,6 +265,38 @@ pub(crate) fn start(intents: Vec<Intent>, executor: Option<Arc<dyn Executor>>) -
         Some(executor) => executor.dispatch(intents),
         None => InlineExecutor.dispatch(intents),
     }
+}
+
+/// [`start`], waited for on this thread.
+///
+/// Where waiting for an asynchronous task would hang (inside a current-thread
+/// tokio runtime, see `block_on`), the inline executor runs the synchronous
+/// intents before the first asynchronous one, then fails on it, handing it
+/// back with the rest: none of them was started.
+pub(crate) fn start_blocking(
+    mut intents: Vec<Intent>,
+    executor: Option<Arc<dyn Executor>>,
+) -> std::result::Result<(), DispatchFailure> {
+    let Some(first_task) = intents.first().map(Intent::name) else {
+        return Ok(());
+    };
+    if executor.is_none()
+        && let Err(hang) = crate::block_on::check()
+        && let Some(first_async) = intents.iter().position(Intent::is_async)
+    {
+        let mut refused = intents.split_off(first_async).into_iter();
+        return match start(intents, None).wait(first_task) {
+            Ok(()) => {
+                let failed = refused.next().expect("split at an intent");
+                Err(DispatchFailure::new(first_async, failed, hang, refused))
+            }
+            Err(mut failure) => {
+                failure.not_attempted.extend(refused);
+                Err(failure)
+            }
+        };
+    }
+    start(intents, executor).wait(first_task)
 }
 
 /// Folds the executor's answer into the report, or into an error that hands

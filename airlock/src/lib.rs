@@ -93,7 +93,11 @@
 //! # Features
 //!
 //! - `macros` (default): `#[airlock::task]` and `#[airlock::scoped]`.
-//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks.
+//! - `tokio`: `TokioExecutor`, which runs escaping intents as tokio tasks and
+//!   drains them at shutdown. With it, a synchronous scope that must wait for
+//!   an async task inside a tokio runtime uses `block_in_place` on a
+//!   multi-thread runtime, and fails the flush (handing the task back) on a
+//!   current-thread one, where waiting would hang (see [`Run::wait`]).
 //! - `sqlx-postgres`, `sqlx-sqlite`: [`sqlx`](mod@crate::sqlx), a database
 //!   transaction as a scope (effects only after COMMIT) and a durable outbox
 //!   with its relay.
@@ -106,6 +110,7 @@ mod config;
 mod context;
 mod error;
 pub mod executor;
+mod finite;
 mod future;
 mod handle;
 mod intent;
@@ -121,6 +126,8 @@ mod scope;
 )]
 pub mod sqlx;
 mod task;
+#[cfg(feature = "tokio")]
+mod tokio_executor;
 mod undelivered;
 
 #[doc(hidden)]
@@ -148,6 +155,8 @@ pub use crate::scope::{
     scope_async, with_policy, with_policy_async,
 };
 pub use crate::task::{BoxError, BoxFuture, DispatchOptions, Run, Task, TaskOutput};
+#[cfg(feature = "tokio")]
+pub use crate::tokio_executor::{DrainReport, FailedTask};
 pub use crate::undelivered::{Undelivered, undelivered};
 
 #[cfg(feature = "macros")]

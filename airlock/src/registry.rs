@@ -3,8 +3,45 @@
 //!
 //! Tasks register at link time through the `inventory` crate; the name table is
 //! built once, on first use.
+//!
+//! # A worker must link the crate that defines the tasks
+//!
+//! The registry holds the tasks of the crates linked into the binary, and the
+//! linker leaves out a crate that the binary never names. A worker that only
+//! receives names and payloads uses nothing from the crate defining the tasks,
+//! so it sees an empty registry (or one missing those tasks) unless it names
+//! that crate:
+//!
+//! ```text
+//! use my_tasks as _; // links `my_tasks`, and with it its #[airlock::task]s
+//!
+//! fn main() -> Result<(), airlock::RegistryError> {
+//!     airlock::registry::validate()?; // fails fast: no tasks, or a duplicate name
+//!     // ... receive (name, payload) pairs and call registry::run_json ...
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Call [`validate`] at a worker's start-up: it fails when no task is
+//! registered at all, and when two tasks claim one name, naming both Rust
+//! paths. A duplicate name affects only lookups of that name; every other
+//! task can still be found.
+//!
+//! # Examples
+//!
+//! ```
+//! /// Charges a card.
+//! #[airlock::task(name = "billing.charge")]
+//! fn charge(cents: u64) {
+//!     assert_eq!(cents, 250);
+//! }
+//!
+//! airlock::registry::validate()?;
+//! airlock::registry::run_json("billing.charge", r#"{"cents": 250}"#)?;
+//! # Ok::<(), airlock::Error>(())
+//! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -129,11 +166,7 @@ pub enum RegistryError {
     },
 
     /// No task has this name.
-    #[error(
-        "no task named `{name}` is registered; known tasks: {known}. Check the name, and that \
-         the crate defining the task is linked into this binary",
-        known = if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-    )]
+    #[error("{}", unknown_message(name, known))]
     Unknown {
         /// The name asked for.
         name: String,
@@ -141,8 +174,16 @@ pub enum RegistryError {
         known: Vec<&'static str>,
     },
 
+    /// No task is registered in this binary at all: a worker that does not
+    /// name the crate defining its tasks (see the [module docs](self)).
+    #[error("{EMPTY}")]
+    Empty,
+
     /// The payload does not match the task's arguments. The task did not run.
-    #[error("the payload for task `{task}` does not match its arguments: {source}")]
+    ///
+    /// serde's message is the [source](std::error::Error::source), not part
+    /// of this error's own message, so that a chain prints it once.
+    #[error("the payload for task `{task}` does not match its arguments; the task did not run")]
     Payload {
         /// The task.
         task: &'static str,
@@ -158,30 +199,75 @@ impl RegistryError {
             RegistryError::Duplicate { name, .. } => Some(name),
             RegistryError::Unknown { name, .. } => Some(name),
             RegistryError::Payload { task, .. } => Some(task),
+            RegistryError::Empty => None,
         }
     }
 }
 
+/// What to do about an empty registry, said by [`validate`] and by a lookup.
+const EMPTY: &str = "no task is registered in this binary: the registry holds the \
+     #[airlock::task]s of the crates linked into it, and a crate the binary never names is \
+     not linked. Name the crate that defines the tasks, e.g. `use my_tasks as _;` in the \
+     worker's main.rs";
+
+fn unknown_message(name: &str, known: &[&str]) -> String {
+    if known.is_empty() {
+        format!("no task named `{name}` is registered, nor any other: {EMPTY}")
+    } else {
+        format!(
+            "no task named `{name}` is registered; known tasks: {}. Check the name, and that \
+             the crate defining the task is linked into this binary (`use my_tasks as _;`)",
+            known.join(", ")
+        )
+    }
+}
+
 struct Table {
-    by_name: HashMap<&'static str, &'static Registration>,
-    /// The first duplicate found, reported by every lookup.
-    duplicate: Option<(&'static Registration, &'static Registration)>,
+    /// The names claimed by exactly one task.
+    unique: HashMap<&'static str, &'static Registration>,
+    /// The names claimed by more than one: the first two claims of each,
+    /// sorted by name, so that [`validate`] reports the same one every time.
+    duplicates: BTreeMap<&'static str, (&'static Registration, &'static Registration)>,
+}
+
+impl Table {
+    fn is_empty(&self) -> bool {
+        self.unique.is_empty() && self.duplicates.is_empty()
+    }
+
+    /// Every name, sorted, duplicates included.
+    fn known(&self) -> Vec<&'static str> {
+        let mut known: Vec<_> = self
+            .unique
+            .keys()
+            .chain(self.duplicates.keys())
+            .copied()
+            .collect();
+        known.sort_unstable();
+        known
+    }
 }
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut by_name = HashMap::new();
-        let mut duplicate = None;
-        let mut all: Vec<&'static Registration> = inventory::iter::<Registration>().collect();
-        all.sort_by_key(|r| (r.name, r.rust_path, r.file, r.line));
-        for registration in all {
-            if let Some(first) = by_name.insert(registration.name, registration) {
-                duplicate.get_or_insert((first, registration));
-            }
+    TABLE.get_or_init(|| build(inventory::iter::<Registration>()))
+}
+
+fn build(registrations: impl IntoIterator<Item = &'static Registration>) -> Table {
+    let mut all: Vec<&'static Registration> = registrations.into_iter().collect();
+    all.sort_by_key(|r| (r.name, r.rust_path, r.file, r.line));
+    let mut unique = HashMap::new();
+    let mut duplicates = BTreeMap::new();
+    for registration in all {
+        if duplicates.contains_key(registration.name) {
+            continue;
         }
-        Table { by_name, duplicate }
-    })
+        if let Some(first) = unique.insert(registration.name, registration) {
+            unique.remove(registration.name);
+            duplicates.insert(registration.name, (first, registration));
+        }
+    }
+    Table { unique, duplicates }
 }
 
 fn duplicate_error(first: &Registration, second: &Registration) -> RegistryError {
@@ -192,17 +278,28 @@ fn duplicate_error(first: &Registration, second: &Registration) -> RegistryError
     }
 }
 
-/// Checks the registry: call it at start-up (or in a test) so a duplicate
-/// name fails fast rather than at the first lookup.
+/// Checks the registry: call it at a worker's start-up (or in a test) so
+/// that a mistake fails fast rather than at the first job.
 ///
 /// # Errors
 ///
-/// [`RegistryError::Duplicate`] naming both definitions.
+/// - [`RegistryError::Empty`] when no task is registered at all: the binary
+///   does not link the crate that defines its tasks (see the
+///   [module docs](self)).
+/// - [`RegistryError::Duplicate`] when two tasks claim one name, naming both
+///   definitions (the first such name, in name order).
 pub fn validate() -> Result<(), RegistryError> {
-    match table().duplicate {
-        Some((first, second)) => Err(duplicate_error(first, second)),
-        None => Ok(()),
+    check(table())
+}
+
+fn check(table: &Table) -> Result<(), RegistryError> {
+    if let Some((first, second)) = table.duplicates.values().next() {
+        return Err(duplicate_error(first, second));
     }
+    if table.is_empty() {
+        return Err(RegistryError::Empty);
+    }
+    Ok(())
 }
 
 /// Every registered task, sorted by name.
@@ -216,20 +313,24 @@ pub fn tasks() -> Vec<&'static Registration> {
 ///
 /// # Errors
 ///
-/// [`RegistryError::Unknown`] listing the known names, or
-/// [`RegistryError::Duplicate`] if the registry is invalid.
+/// - [`RegistryError::Unknown`] listing the known names (and, when there are
+///   none, saying how to link the crate that defines the tasks);
+/// - [`RegistryError::Duplicate`] if two tasks claim this name. A duplicate
+///   of another name does not affect this lookup.
 pub fn lookup(name: &str) -> Result<&'static Registration, RegistryError> {
-    let table = table();
-    if let Some((first, second)) = table.duplicate {
+    find(table(), name)
+}
+
+fn find(table: &Table, name: &str) -> Result<&'static Registration, RegistryError> {
+    if let Some(registration) = table.unique.get(name) {
+        return Ok(registration);
+    }
+    if let Some((first, second)) = table.duplicates.get(name) {
         return Err(duplicate_error(first, second));
     }
-    table.by_name.get(name).copied().ok_or_else(|| {
-        let mut known: Vec<_> = table.by_name.keys().copied().collect();
-        known.sort_unstable();
-        RegistryError::Unknown {
-            name: name.to_owned(),
-            known,
-        }
+    Err(RegistryError::Unknown {
+        name: name.to_owned(),
+        known: table.known(),
     })
 }
 
@@ -244,12 +345,16 @@ pub fn decode(name: &str, json: &str) -> Result<Intent, RegistryError> {
 
 /// Runs the task named `name` with a JSON payload, in place: what a worker
 /// does with a job. An asynchronous task is driven to completion on this
-/// thread (use [`run_json_async`] inside an async runtime).
+/// thread as [`Run::wait`](crate::Run::wait) does (use [`run_json_async`]
+/// inside an async runtime).
 ///
 /// # Errors
 ///
 /// [`Error::Registry`] if the name is unknown or the payload malformed (the
-/// task does not run); [`Error::TaskFailed`] if the task returns an error.
+/// task does not run); [`Error::TaskFailed`] if the task returns an error, or
+/// if it is asynchronous and waiting for it here would hang (inside a
+/// current-thread tokio runtime, with the `tokio` feature): it is then not
+/// started.
 pub fn run_json(name: &str, json: &str) -> Result<()> {
     let intent = decode(name, json)?;
     let task = intent.name();

@@ -316,11 +316,11 @@ pub(crate) fn end_unattended(frame: Frame, exit: Exit) -> usize {
     let ended = catch_unwind(AssertUnwindSafe(|| {
         match prepare(frame, exit, Detail::Exceptions).into_dispatch() {
             Ok(result) => result.map(drop),
+            Err((intents, executor, report)) if exit == Exit::Panic => {
+                kind::settle(report, kind::start_blocking(intents, executor)).map(drop)
+            }
             Err((intents, executor, report)) => match kind::start(intents, executor) {
                 Dispatch::Done(result) => kind::settle(report, result).map(drop),
-                Dispatch::Pending(future) if exit == Exit::Panic => {
-                    kind::settle(report, crate::block_on::block_on(future)).map(drop)
-                }
                 // Dropped unfinished: its `Intents` hand what they hold to
                 // the undelivered hook.
                 Dispatch::Pending(_) => Ok(()),

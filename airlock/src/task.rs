@@ -103,14 +103,28 @@ impl Run {
     /// Drives the run to completion on the current thread, blocking on a pending
     /// future.
     ///
-    /// The future is polled without an async runtime: an asynchronous task that
-    /// needs one (for tokio's timers or sockets) must be run by an executor that
-    /// provides it, such as `TokioExecutor`.
+    /// The future is polled on this thread, outside any async runtime: an
+    /// asynchronous task that needs one (for tokio's timers or sockets) must
+    /// be awaited ([`finish`](Run::finish)) or run by an executor that
+    /// provides it, such as `TokioExecutor`. With the `tokio` feature, inside
+    /// a multi-thread tokio runtime the wait uses `block_in_place`, so the
+    /// runtime keeps running; inside a current-thread runtime (the default of
+    /// `#[tokio::test]`), where waiting would hang, a pending future is
+    /// dropped unpolled and the run fails with an error that says so (also on
+    /// that runtime's `spawn_blocking` threads, which tokio offers no way to
+    /// tell apart from the thread that drives it). Without the feature, that
+    /// wait blocks forever.
+    ///
+    /// # Errors
+    ///
+    /// The task's error, or the refusal to wait described above.
     #[inline]
     pub fn wait(self) -> Result<(), BoxError> {
         match self {
             Run::Done(result) => result,
-            Run::Pending(future) => crate::block_on::block_on(future),
+            Run::Pending(future) => {
+                crate::block_on::block_on(future).unwrap_or_else(|hang| Err(hang.into()))
+            }
         }
     }
 
