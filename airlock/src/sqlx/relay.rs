@@ -367,3 +367,49 @@ impl RelayHandle {
         self.task.is_finished()
     }
 }
+
+#[cfg(all(test, feature = "sqlx-sqlite"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::Relay;
+    use crate::InlineExecutor;
+    use crate::sqlx::{OutboxRow, RowState};
+
+    fn row(attempts: i32, max_attempts: Option<i32>) -> OutboxRow {
+        OutboxRow {
+            id: 1,
+            task: "t".into(),
+            payload: "{}".into(),
+            options: "{}".into(),
+            origin: None,
+            attempts,
+            max_attempts,
+            last_error: None,
+            state: RowState::Pending,
+            created_at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn backoff_doubles_up_to_its_cap_then_the_row_is_dead() {
+        let pool = ::sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
+        let relay = Relay::new(pool, InlineExecutor)
+            .max_attempts(5)
+            .backoff(Duration::from_secs(1), Duration::from_secs(3));
+        let waits: Vec<_> = (0..5)
+            .map(|attempts| relay.retry_in(&row(attempts, None)))
+            .collect();
+        let s = Duration::from_secs;
+        assert_eq!(
+            waits,
+            [Some(s(1)), Some(s(2)), Some(s(3)), Some(s(3)), None]
+        );
+        assert_eq!(
+            relay.retry_in(&row(0, Some(1))),
+            None,
+            "the intent's own max_attempts"
+        );
+        assert_eq!(relay.retry_in(&row(1, Some(3))), Some(s(2)));
+    }
+}
