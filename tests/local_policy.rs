@@ -464,3 +464,21 @@ fn region_block_by_type() {
     });
     assert_eq!(log.runs(), ["passes"]);
 }
+
+/// Rule 10: an async region opened inside a synchronous one nests in it:
+/// what the future enqueues carries both policies, innermost first.
+#[test]
+fn an_async_region_nests_in_the_region_around_it() {
+    let log = Log::new();
+    let calls = Calls::default();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(Tag::new("outer", &calls), || {
+            airlock_tests::poll_once(airlock::with_policy_async(
+                Tag::new("inner", &calls),
+                async { airlock::enqueue(log.record("a")) },
+            ))
+        })
+    });
+    let names: Vec<_> = intents[0].policies().map(|p| p.name()).collect();
+    assert_eq!(names, ["inner", "outer"]);
+}

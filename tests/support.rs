@@ -525,3 +525,17 @@ pub fn run_in_child(test: &str, limit: std::time::Duration) {
         ),
     }
 }
+
+/// The labels of `sqlx_db` effects among `intents`, in order.
+#[cfg(feature = "sqlx")]
+pub fn labels_of(intents: &[airlock::Intent]) -> Vec<String> {
+    intents
+        .iter()
+        .filter_map(|intent| intent.payload::<sqlx_db::Effect>())
+        .map(|effect| effect.label.clone())
+        .collect()
+}
+
+#[cfg(feature = "sqlx")]
+#[path = "support/sqlx_db.rs"]
+pub mod sqlx_db;

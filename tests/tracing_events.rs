@@ -469,3 +469,39 @@ fn deferred_batches_account_for_lost_intents() {
     assert_eq!(discarded.field("discarded"), Some("2"));
     assert!(log.runs().is_empty());
 }
+
+/// An executor whose dispatch never finishes.
+struct Stalls;
+
+impl airlock::Executor for Stalls {
+    fn dispatch(&self, intents: airlock::Intents) -> airlock::Dispatch {
+        airlock::Dispatch::Pending(Box::pin(async move {
+            let _held = intents;
+            std::future::pending::<Result<(), airlock::DispatchFailure>>().await
+        }))
+    }
+}
+
+/// An async scope cancelled while its executor dispatches says so with a
+/// warning; what the executor still held reaches the undelivered hook,
+/// whose default logs it at ERROR.
+#[test]
+fn a_scope_cancelled_mid_dispatch_warns() {
+    let log = Log::new();
+    let (out, events) = capture_events(|| {
+        airlock_tests::poll_once(
+            airlock::Scope::new()
+                .executor(Stalls)
+                .run_async(async { airlock::enqueue(log.record("held")) }),
+        )
+    });
+    assert!(out.is_none(), "the dispatch never finishes");
+    let warning = events.one(
+        "an async scope was cancelled while its executor was dispatching: some intents may \
+         have escaped; the executor hands the rest to the undelivered hook",
+    );
+    assert_eq!(warning.level, Level::WARN);
+    let lost = events.one("undelivered intent: replay it from this payload");
+    assert_eq!(lost.field("task"), Some("record"));
+    assert!(log.runs().is_empty());
+}

@@ -122,6 +122,19 @@ pub trait ScopeKind: Any + Send + Sync {
     fn schedule(&self, batch: Batch) -> Option<Batch> {
         Some(batch)
     }
+
+    /// Whether this scope keeps its own intents when it flushes instead of
+    /// offering them to the enclosing scopes (rule 8): the scope is the
+    /// outermost for its own intents, and they go straight to its policy and
+    /// [`schedule`](ScopeKind::schedule).
+    ///
+    /// For a boundary whose success cannot be undone by the code around it,
+    /// such as a committed database transaction: an enclosing request scope
+    /// that later fails must not discard the effects of a COMMIT. The default
+    /// is `false`.
+    fn keeps_own_intents(&self) -> bool {
+        false
+    }
 }
 
 impl<K: ScopeKind + ?Sized> ScopeKind for Arc<K> {
@@ -133,6 +146,9 @@ impl<K: ScopeKind + ?Sized> ScopeKind for Arc<K> {
     }
     fn schedule(&self, batch: Batch) -> Option<Batch> {
         (**self).schedule(batch)
+    }
+    fn keeps_own_intents(&self) -> bool {
+        (**self).keeps_own_intents()
     }
 }
 

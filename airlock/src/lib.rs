@@ -105,6 +105,9 @@
 //!   and any tower service.
 //! - `axum`: `#[airlock::scoped]` on axum handlers judges the response by its
 //!   status ([`axum::HttpOutcome`]).
+//! - `sqlx-postgres`, `sqlx-sqlite`: [`sqlx`](mod@crate::sqlx), a database
+//!   transaction as a scope (effects only after COMMIT) and a durable outbox
+//!   with its relay.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apalis-redis")]
@@ -137,6 +140,12 @@ mod receipt;
 pub mod registry;
 mod report;
 mod scope;
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlx-postgres", feature = "sqlx-sqlite")))
+)]
+pub mod sqlx;
 mod task;
 #[cfg(feature = "tokio")]
 mod tokio_executor;

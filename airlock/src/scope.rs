@@ -1090,7 +1090,10 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
     // A kind may defer dispatch, and its report must then say which intents
     // were deferred.
     let detailed = detail == Detail::Full || kind.is_some();
-    let (own, captured) = if before > 0 && enclosing != Enclosing::ROOT {
+    // A kind that keeps its own intents is not captured (a committed
+    // transaction), though the enclosing scopes' policies still judge them.
+    let keeps_own = kind.is_some_and(|k| k.keeps_own_intents());
+    let (own, captured) = if before > 0 && enclosing != Enclosing::ROOT && !keeps_own {
         match capture_whole(cx, own, captured, policy) {
             Ok(emptied) => {
                 cx.recycle(emptied);
@@ -1113,11 +1116,12 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
         (own, captured)
     };
     let mut intents = crate::buffer::flatten(own, captured);
-    if before > 0
-        && enclosing != Enclosing::ROOT
-        && let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k))
-    {
-        return Prepared::Failed(ended_handle(lost));
+    if before > 0 && enclosing != Enclosing::ROOT {
+        if keeps_own {
+            judged_by_ancestors(cx, &mut intents);
+        } else if let Err(lost) = hand_to_ancestors(cx, &mut intents, policy, kind.map(|k| &**k)) {
+            return Prepared::Failed(ended_handle(lost));
+        }
     }
     let mut report = FlushReport {
         captured: before - intents.len(),
@@ -1274,6 +1278,20 @@ fn hand_to_ancestors(
         }
     }
     Ok(())
+}
+
+/// A scope that keeps its own intents ([`ScopeKind::keeps_own_intents`])
+/// still answers to the policy of every enclosing scope (rule 9): a dry run
+/// around it stays a dry run.
+fn judged_by_ancestors(cx: &Context, intents: &mut [Intent]) {
+    let frames = cx.frames.borrow();
+    for ancestor in frames.iter().rev() {
+        if let Some(policy) = ancestor.policy() {
+            for intent in intents.iter_mut() {
+                intent.push_scope_policy(policy.clone());
+            }
+        }
+    }
 }
 
 /// Captures a flushing scope's buffer whole into the current scope, when
