@@ -147,6 +147,20 @@ impl GraphileExecutor {
     /// Adds the jobs for `intents`, which the caller keeps holding until the
     /// outcome is known.
     async fn send(&self, intents: &[Intent]) -> Result<Vec<Receipt>, String> {
+        self.send_on(&self.pool, intents).await
+    }
+
+    /// Adds the jobs for `intents` in one statement on `executor`: the pool,
+    /// or a connection in a transaction (the jobs then commit or roll back
+    /// with it).
+    pub(crate) async fn send_on<'e, X>(
+        &self,
+        executor: X,
+        intents: &[Intent],
+    ) -> Result<Vec<Receipt>, String>
+    where
+        X: sqlx::PgExecutor<'e>,
+    {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
@@ -163,7 +177,7 @@ impl GraphileExecutor {
             self.sql.as_str(),
         ))
         .bind(json)
-        .fetch_all(&self.pool)
+        .fetch_all(executor)
         .await
         .map_err(|error| {
             format!(

@@ -30,6 +30,8 @@
 //! ```
 
 mod executor;
+#[cfg(feature = "sqlx-postgres")]
+mod tx;
 mod worker;
 
 pub use self::executor::{GraphileExecutor, POLICY_KEY};

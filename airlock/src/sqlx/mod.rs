@@ -65,7 +65,7 @@ mod relay;
 #[cfg(feature = "sqlx-sqlite")]
 mod sqlite;
 mod testing;
-mod tx;
+pub(crate) mod tx;
 
 pub use self::backend::{Backend, migrate};
 pub use self::outbox::{OUTBOX_ID, Outbox, OutboxRow, RowState, outbox_id};

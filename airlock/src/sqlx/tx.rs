@@ -144,6 +144,22 @@ pub enum TxError {
         source: ::sqlx::Error,
     },
 
+    /// Adding the intents as jobs through the transaction failed (a job
+    /// queue in the same database, such as `TxScope::graphile`); the
+    /// transaction was rolled
+    /// back and its intents discarded.
+    #[error(
+        "adding {count} intent(s) as jobs in the transaction failed, so the transaction was \
+         rolled back and its intents discarded"
+    )]
+    Jobs {
+        /// How many intents were to be added.
+        count: usize,
+        /// The queue's error.
+        #[source]
+        source: crate::BoxError,
+    },
+
     /// An intent's payload or options do not serialize to JSON, so it cannot
     /// go to the outbox; the transaction was rolled back.
     #[error(
@@ -335,8 +351,20 @@ impl<F: Future> Future for InTransaction<F> {
     }
 }
 
-/// A transaction scope's settings: post-commit or outbox mode, and the
-/// airlock policy and executor of its scope.
+/// Adds a transaction's intents as jobs of a queue that lives in the same
+/// database, through the transaction, before its COMMIT (the jobs then
+/// commit or roll back with the data). Implemented by `GraphileExecutor`.
+pub(crate) trait TxJobs<DB: Backend>: Send + Sync {
+    /// Adds every intent, in one statement; none on error.
+    fn add<'a>(
+        &'a self,
+        conn: &'a mut DB::Connection,
+        intents: &'a [Intent],
+    ) -> Pin<Box<dyn Future<Output = Result<(), crate::BoxError>> + Send + 'a>>;
+}
+
+/// A transaction scope's settings: post-commit, outbox or job-queue mode,
+/// and the airlock policy and executor of its scope.
 ///
 /// # Examples
 ///
@@ -358,6 +386,7 @@ impl<F: Future> Future for InTransaction<F> {
 pub struct TxScope<DB: Backend> {
     scope: Scope,
     outbox: bool,
+    jobs: Option<Arc<dyn TxJobs<DB>>>,
     fallback: Option<Pool<DB>>,
 }
 
@@ -366,6 +395,7 @@ impl<DB: Backend> Clone for TxScope<DB> {
         TxScope {
             scope: self.scope.clone(),
             outbox: self.outbox,
+            jobs: self.jobs.clone(),
             fallback: self.fallback.clone(),
         }
     }
@@ -382,6 +412,7 @@ impl<DB: Backend> fmt::Debug for TxScope<DB> {
         f.debug_struct("TxScope")
             .field("scope", &self.scope)
             .field("outbox", &self.outbox)
+            .field("jobs_in_transaction", &self.jobs.is_some())
             .field("fallback_outbox", &self.fallback.is_some())
             .finish()
     }
@@ -394,6 +425,7 @@ impl<DB: Backend> TxScope<DB> {
         TxScope {
             scope: Scope::new(),
             outbox: false,
+            jobs: None,
             fallback: None,
         }
     }
@@ -403,6 +435,20 @@ impl<DB: Backend> TxScope<DB> {
     /// them. The executor set here is then not used: the relay's is.
     pub fn outbox(mut self) -> Self {
         self.outbox = true;
+        self.jobs = None;
+        self
+    }
+
+    /// Job-queue mode: the intents are added as jobs through the
+    /// transaction, before COMMIT, instead of being dispatched after it
+    /// (replaces outbox mode).
+    #[cfg_attr(
+        not(all(feature = "graphile", feature = "sqlx-postgres")),
+        allow(dead_code)
+    )]
+    pub(crate) fn jobs_in_transaction(mut self, jobs: Arc<dyn TxJobs<DB>>) -> Self {
+        self.jobs = Some(jobs);
+        self.outbox = false;
         self
     }
 
@@ -551,17 +597,18 @@ impl<DB: Backend> TxScope<DB> {
         })
     }
 
-    /// Writes the outbox (outbox mode), commits, then dispatches (post-commit
-    /// mode).
+    /// Writes the outbox (outbox mode) or adds the jobs (job-queue mode),
+    /// commits, then dispatches (post-commit mode).
     async fn finish(
         &self,
         mut tx: Transaction<'_, DB>,
         batches: Vec<Batch>,
     ) -> Result<(), TxError> {
+        let in_transaction = self.outbox || self.jobs.is_some();
         let mut held = Held {
             batches,
             committing: false,
-            outbox: self.outbox,
+            in_transaction,
         };
         let mut written = 0;
         if self.outbox {
@@ -577,13 +624,29 @@ impl<DB: Backend> TxScope<DB> {
                     return Err(error);
                 }
             }
+        } else if let Some(jobs) = &self.jobs {
+            let intents: Vec<Intent> = held
+                .batches
+                .iter()
+                .flat_map(|batch| batch.intents().iter().cloned())
+                .collect();
+            if !intents.is_empty()
+                && let Err(source) = jobs.add(&mut tx, &intents).await
+            {
+                rollback(tx).await;
+                return Err(TxError::Jobs {
+                    count: intents.len(),
+                    source,
+                });
+            }
         }
         held.committing = true;
         if let Err(error) = tx.commit().await {
             held.committing = false;
             if ambiguous(&error) {
-                let intents = match self.outbox {
-                    // In the outbox exactly when the COMMIT took effect.
+                let intents = match in_transaction {
+                    // In the outbox (or the job queue) exactly when the
+                    // COMMIT took effect.
                     true => Vec::new(),
                     false => into_intents(held.take()),
                 };
@@ -599,6 +662,10 @@ impl<DB: Backend> TxScope<DB> {
                 super::relay::wake_local();
             }
             // Written and committed: the relay owns them now.
+            return Ok(());
+        }
+        if in_transaction {
+            // Committed as jobs: the queue's workers own them now.
             return Ok(());
         }
         self.dispatch_committed(held.take()).await;
@@ -687,7 +754,8 @@ async fn rollback<DB: Backend>(tx: Transaction<'_, DB>) {
 struct Held {
     batches: Vec<Batch>,
     committing: bool,
-    outbox: bool,
+    /// Written through the transaction (outbox or job-queue mode).
+    in_transaction: bool,
 }
 
 impl Held {
@@ -699,7 +767,7 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let batches = self.take();
-        if self.committing && !self.outbox && !batches.is_empty() {
+        if self.committing && !self.in_transaction && !batches.is_empty() {
             undelivered(Undelivered::new(
                 into_intents(batches),
                 "the transaction's future was dropped during COMMIT: it may or may not have \
