@@ -511,3 +511,146 @@ async fn a_flush_without_a_database_hands_back_every_intent() {
     assert!(jobs(&pool, &schema).await.is_empty());
     drop_schema(&pool, &schema).await;
 }
+
+/// Job-queue mode of a transaction scope: `TxScope::graphile`.
+#[cfg(feature = "sqlx")]
+mod in_a_transaction {
+    use super::*;
+    use airlock::sqlx::{TxError, TxScope};
+
+    async fn orders(pool: &PgPool, schema: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM \"{schema}\".orders");
+        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        count
+    }
+
+    /// Inserts an order and enqueues a note in one transaction scope that
+    /// adds its jobs through the transaction; `fail` makes the body err
+    /// after both.
+    async fn checkout(pool: &PgPool, schema: &str, run: &str, fail: bool) -> Result<(), TxError> {
+        let sql = format!("CREATE TABLE IF NOT EXISTS \"{schema}\".orders (id serial)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+        let executor = GraphileExecutor::new(pool.clone()).schema(schema);
+        let insert = format!("INSERT INTO \"{schema}\".orders DEFAULT VALUES");
+        let run = run.to_owned();
+        TxScope::new()
+            .graphile(executor)
+            .run(pool, |tx| {
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(insert))
+                        .execute(&mut **tx)
+                        .await?;
+                    airlock::enqueue(Note {
+                        run,
+                        label: "order".into(),
+                    })?;
+                    if fail {
+                        return Err(TxError::Database(sqlx::Error::RowNotFound));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graphile_job_enqueued_in_a_transaction_that_commits_runs_once() {
+        let Some((pool, schema)) = setup("tx_commit").await else {
+            return;
+        };
+        let run = unique("run");
+        checkout(&pool, &schema, &run, false).await.unwrap();
+
+        // The job committed with the order, in the same transaction.
+        assert_eq!(orders(&pool, &schema).await, 1);
+        let sql = format!(
+            "SELECT (SELECT xmin::text FROM \"{schema}\".orders) = \
+             (SELECT xmin::text FROM \"{schema}\"._private_jobs)"
+        );
+        let (same,): (bool,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(same, "the job was written by the order's transaction");
+        let rows = jobs(&pool, &schema).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "note");
+        assert_eq!(runs(&run), Vec::<String>::new(), "nothing ran at COMMIT");
+
+        with_worker(worker(&pool, &schema), async {
+            eventually(30, "the job", || !runs(&run).is_empty()).await;
+            // Time for a second run, which must not come.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        })
+        .await;
+        assert_eq!(runs(&run), ["order"]);
+        assert!(jobs(&pool, &schema).await.is_empty(), "the job completed");
+        drop_schema(&pool, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graphile_job_enqueued_in_a_transaction_that_rolls_back_never_runs() {
+        let Some((pool, schema)) = setup("tx_rollback").await else {
+            return;
+        };
+        let run = unique("run");
+        let error = checkout(&pool, &schema, &run, true).await.unwrap_err();
+        assert!(matches!(error, TxError::Database(_)), "{error}");
+
+        assert_eq!(orders(&pool, &schema).await, 0);
+        assert!(jobs(&pool, &schema).await.is_empty(), "no job row");
+        with_worker(worker(&pool, &schema), async {
+            // Several polls of the worker: nothing may run.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        })
+        .await;
+        assert_eq!(runs(&run), Vec::<String>::new());
+        drop_schema(&pool, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn jobs_that_cannot_be_added_roll_the_transaction_back() {
+        let Some((pool, schema)) = setup("tx_no_schema").await else {
+            return;
+        };
+        let run = unique("run");
+        let sql = format!("CREATE TABLE \"{schema}\".orders (id serial)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+        // graphile is migrated in `schema`, not in this one.
+        let executor = GraphileExecutor::new(pool.clone()).schema(unique("missing"));
+        let insert = format!("INSERT INTO \"{schema}\".orders DEFAULT VALUES");
+        let error = TxScope::new()
+            .graphile(executor)
+            .run(&pool, |tx| {
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(insert))
+                        .execute(&mut **tx)
+                        .await?;
+                    airlock::enqueue(Note {
+                        run,
+                        label: "order".into(),
+                    })?;
+                    Ok::<_, TxError>(())
+                })
+            })
+            .await
+            .unwrap_err();
+        let TxError::Jobs { count, source } = &error else {
+            panic!("expected TxError::Jobs, got {error:?}");
+        };
+        assert_eq!(*count, 1);
+        assert!(source.to_string().contains("is it migrated"), "{source}");
+        assert!(error.to_string().contains("rolled back"), "{error}");
+        assert_eq!(orders(&pool, &schema).await, 0, "the order rolled back");
+        drop_schema(&pool, &schema).await;
+    }
+}

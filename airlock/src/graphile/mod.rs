@@ -6,6 +6,11 @@
 //! graphile's other producers and consumers (Node.js workers, SQL triggers,
 //! the admin tools) expect.
 //!
+//! Inside a transaction scope (features `graphile` + `sqlx-postgres`),
+//! [`TxScope::graphile`](crate::sqlx::TxScope::graphile) adds the
+//! transaction's intents as jobs through the transaction itself, before
+//! COMMIT: they commit or roll back with the data, so no outbox is needed.
+//!
 //! ```no_run
 //! use airlock::graphile::{GraphileExecutor, Worker};
 //! # use airlock::{Run, Task};
