@@ -122,7 +122,9 @@ mod store {
                 let create = format!(
                     "CREATE TABLE IF NOT EXISTS shop_orders (id BIGSERIAL PRIMARY KEY, {COLUMNS})"
                 );
-                sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await?;
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&pool)
+                    .await?;
                 Db::Postgres(pool, TxScope::new())
             } else {
                 let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
@@ -131,7 +133,9 @@ mod store {
                     "CREATE TABLE IF NOT EXISTS shop_orders \
                      (id INTEGER PRIMARY KEY AUTOINCREMENT, {COLUMNS})"
                 );
-                sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await?;
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&pool)
+                    .await?;
                 Db::Sqlite(pool, TxScope::new())
             };
             Ok(match db {
@@ -192,7 +196,10 @@ mod store {
                                 .execute(&mut **tx)
                                 .await
                                 .map_err(StoreError::from)?;
-                            Ok(Order { paid: true, ..order })
+                            Ok(Order {
+                                paid: true,
+                                ..order
+                            })
                         })
                     })
                     .await
@@ -355,7 +362,8 @@ fn app(db: Shop) -> Router {
 
 /// With `--outbox`, the relay that dispatches committed effects.
 fn start_relay(db: &Db) -> RelayHandle {
-    store::on_db!(db, |pool, _scope| Relay::new(pool.clone(), InlineExecutor).spawn())
+    store::on_db!(db, |pool, _scope| Relay::new(pool.clone(), InlineExecutor)
+        .spawn())
 }
 
 #[tokio::main]
@@ -363,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,airlock=warn".into()),
+                .unwrap_or_else(|_| "info,airlock=warn,sqlx=warn".into()),
         )
         .init();
     let outbox = std::env::args().skip(1).any(|arg| arg == "--outbox");
