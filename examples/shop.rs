@@ -1,20 +1,23 @@
-//! An order service on axum: each request runs in its own airlock scope
-//! (`AirlockLayer`), so the confirmation email and the warehouse
-//! notification go out only when the response says the order went through.
+//! An order service on axum and sqlx: each request runs in its own airlock
+//! scope (`AirlockLayer`), and the order insert and its effects share one
+//! database transaction (`airlock::sqlx`), so the confirmation email and the
+//! warehouse notification go out only after the order is committed.
 //!
 //! ```text
-//! cargo run --example shop            # serves on 127.0.0.1:3000 (PORT overrides)
+//! cargo run --example shop                 # SQLite file in the temp dir, 127.0.0.1:3000
+//! cargo run --example shop -- --outbox     # effects written to the outbox, sent by the relay
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --example shop
 //!
-//! # 201: both effects are dispatched (see the server's log)
+//! # 201: committed, then both effects are dispatched (see the server's log)
 //! curl -i -X POST localhost:3000/orders -H 'content-type: application/json' \
 //!      -d '{"email":"ada@example.com","sku":"kettle","quantity":1}'
 //! # 422: validation failed, nothing was enqueued
 //! curl -i -X POST localhost:3000/orders -H 'content-type: application/json' \
 //!      -d '{"email":"nobody","sku":"kettle","quantity":0}'
-//! # 402: the payment was declined after the effects were enqueued: discarded
+//! # 402: the payment was declined after the effects were enqueued: rolled back, discarded
 //! curl -i -X POST localhost:3000/orders -H 'content-type: application/json' \
 //!      -d '{"email":"ada@example.com","sku":"piano","quantity":1}'
-//! # 500: the store failed after the effects were enqueued: discarded
+//! # 500: the store failed after the effects were enqueued: rolled back, discarded
 //! curl -i -X POST localhost:3000/orders -H 'content-type: application/json' \
 //!      -d '{"email":"ada@example.com","sku":"faulty","quantity":1}'
 //! curl -i localhost:3000/orders/1
@@ -22,6 +25,8 @@
 
 use std::sync::Arc;
 
+use airlock::InlineExecutor;
+use airlock::sqlx::{Relay, RelayHandle, TxError};
 use airlock::tower::AirlockLayer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -30,7 +35,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use store::{MemoryStore, NewOrder, Order, OrderStore, StoreError};
+use store::{Db, NewOrder, Order, StoreError};
 
 /// Emails the customer that the order went through.
 #[airlock::task(name = "shop.send_confirmation_email")]
@@ -44,13 +49,12 @@ async fn notify_warehouse(order_id: u64, sku: String, quantity: u32) {
     tracing::info!(order_id, %sku, quantity, "dispatched: warehouse notified");
 }
 
-/// Where orders are kept: behind a trait, so the in-memory store can give
-/// way to a database without touching the handlers.
+/// Where orders are kept: SQLite or PostgreSQL through sqlx, each order
+/// written in an airlock transaction scope.
 mod store {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
+    use airlock::sqlx::{TxError, TxScope};
     use serde::Serialize;
+    use sqlx::{PgPool, Row, SqlitePool};
 
     /// An order to place.
     #[derive(Clone, Debug)]
@@ -73,57 +77,158 @@ mod store {
 
     /// The store could not do its job.
     #[derive(Debug, thiserror::Error)]
-    #[error("the order store is unavailable: {0}")]
-    pub(crate) struct StoreError(pub(crate) String);
-
-    /// The orders.
-    pub(crate) trait OrderStore: Send + Sync + 'static {
-        /// Saves `order`, returning it with its id.
-        fn insert(&self, order: NewOrder, total_cents: u64) -> Result<Order, StoreError>;
-        /// Records that the order was paid for.
-        fn mark_paid(&self, id: u64) -> Result<(), StoreError>;
-        /// The order with `id`, if there is one.
-        fn get(&self, id: u64) -> Result<Option<Order>, StoreError>;
+    pub(crate) enum StoreError {
+        /// The database failed, or the transaction did not commit.
+        #[error("the order store failed")]
+        Tx(#[from] TxError),
+        /// A simulated fault (the `faulty` SKU), to show the 5xx path.
+        #[error("the order store is unavailable: {0}")]
+        Unavailable(String),
     }
 
-    /// Orders in a `HashMap`. Marking a `faulty` order paid fails, to show
-    /// the 5xx path.
-    #[derive(Default)]
-    pub(crate) struct MemoryStore {
-        orders: Mutex<HashMap<u64, Order>>,
-    }
-
-    impl OrderStore for MemoryStore {
-        fn insert(&self, order: NewOrder, total_cents: u64) -> Result<Order, StoreError> {
-            let mut orders = self.orders.lock().unwrap();
-            let order = Order {
-                id: orders.len() as u64 + 1,
-                email: order.email,
-                sku: order.sku,
-                quantity: order.quantity,
-                total_cents,
-                paid: false,
-            };
-            orders.insert(order.id, order.clone());
-            Ok(order)
+    impl From<sqlx::Error> for StoreError {
+        fn from(error: sqlx::Error) -> Self {
+            StoreError::Tx(error.into())
         }
+    }
 
-        fn mark_paid(&self, id: u64) -> Result<(), StoreError> {
-            let mut orders = self.orders.lock().unwrap();
-            match orders.get_mut(&id) {
-                Some(order) if order.sku == "faulty" => {
-                    Err(StoreError(format!("disk full while saving order {id}")))
-                }
-                Some(order) => {
-                    order.paid = true;
-                    Ok(())
-                }
-                None => Err(StoreError(format!("order {id} vanished"))),
+    /// The database, and the transaction scope its orders are written in.
+    pub(crate) enum Db {
+        Sqlite(SqlitePool, TxScope<sqlx::Sqlite>),
+        Postgres(PgPool, TxScope<sqlx::Postgres>),
+    }
+
+    /// Runs `$body` with `$pool` and `$scope` bound to the backend's own
+    /// types: the SQL is the same, the types are not.
+    macro_rules! on_db {
+        ($db:expr, |$pool:ident, $scope:ident| $body:expr) => {
+            match $db {
+                Db::Sqlite($pool, $scope) => $body,
+                Db::Postgres($pool, $scope) => $body,
             }
+        };
+    }
+    pub(crate) use on_db;
+
+    const COLUMNS: &str = "email TEXT NOT NULL, sku TEXT NOT NULL, quantity BIGINT NOT NULL, \
+                           total_cents BIGINT NOT NULL, paid BOOLEAN NOT NULL DEFAULT FALSE";
+
+    impl Db {
+        /// Connects to `url` (`sqlite:` or `postgres:`), creates the tables
+        /// (airlock's outbox included) and picks the mode.
+        pub(crate) async fn open(url: &str, outbox: bool) -> anyhow::Result<Db> {
+            let db = if url.starts_with("postgres") {
+                let pool = PgPool::connect(url).await?;
+                let create = format!(
+                    "CREATE TABLE IF NOT EXISTS shop_orders (id BIGSERIAL PRIMARY KEY, {COLUMNS})"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&pool)
+                    .await?;
+                Db::Postgres(pool, TxScope::new())
+            } else {
+                let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+                let pool = SqlitePool::connect_with(options.create_if_missing(true)).await?;
+                let create = format!(
+                    "CREATE TABLE IF NOT EXISTS shop_orders \
+                     (id INTEGER PRIMARY KEY AUTOINCREMENT, {COLUMNS})"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&pool)
+                    .await?;
+                Db::Sqlite(pool, TxScope::new())
+            };
+            Ok(match db {
+                Db::Sqlite(pool, scope) => {
+                    airlock::sqlx::migrate(&pool).await?;
+                    Db::Sqlite(pool, if outbox { scope.outbox() } else { scope })
+                }
+                Db::Postgres(pool, scope) => {
+                    airlock::sqlx::migrate(&pool).await?;
+                    Db::Postgres(pool, if outbox { scope.outbox() } else { scope })
+                }
+            })
         }
 
-        fn get(&self, id: u64) -> Result<Option<Order>, StoreError> {
-            Ok(self.orders.lock().unwrap().get(&id).cloned())
+        /// Saves the order and runs `then` (the effects, the payment) in the
+        /// same transaction: all of it commits, or none.
+        pub(crate) async fn place<E>(
+            &self,
+            new: NewOrder,
+            total_cents: u64,
+            then: impl FnOnce(&Order) -> Result<(), E> + Send,
+        ) -> Result<Order, E>
+        where
+            E: From<StoreError> + From<TxError> + Send,
+        {
+            on_db!(self, |pool, scope| {
+                scope
+                    .run(pool, |tx| {
+                        Box::pin(async move {
+                            let id: i64 = sqlx::query_scalar(
+                                "INSERT INTO shop_orders (email, sku, quantity, total_cents) \
+                                 VALUES ($1, $2, $3, $4) RETURNING id",
+                            )
+                            .bind(&new.email)
+                            .bind(&new.sku)
+                            .bind(i64::from(new.quantity))
+                            .bind(total_cents as i64)
+                            .fetch_one(&mut **tx)
+                            .await
+                            .map_err(StoreError::from)?;
+                            let order = Order {
+                                id: id as u64,
+                                email: new.email,
+                                sku: new.sku,
+                                quantity: new.quantity,
+                                total_cents,
+                                paid: false,
+                            };
+                            then(&order)?;
+                            if order.sku == "faulty" {
+                                return Err(StoreError::Unavailable(format!(
+                                    "disk full while saving order {id}"
+                                ))
+                                .into());
+                            }
+                            sqlx::query("UPDATE shop_orders SET paid = TRUE WHERE id = $1")
+                                .bind(id)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(StoreError::from)?;
+                            Ok(Order {
+                                paid: true,
+                                ..order
+                            })
+                        })
+                    })
+                    .await
+            })
+        }
+
+        /// The order with `id`, if there is one.
+        pub(crate) async fn get(&self, id: u64) -> Result<Option<Order>, StoreError> {
+            const SELECT: &str = "SELECT id, email, sku, quantity, total_cents, paid \
+                                  FROM shop_orders WHERE id = $1";
+            let id = id as i64;
+            let order = on_db!(self, |pool, _scope| {
+                sqlx::query(SELECT)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| -> Result<Order, sqlx::Error> {
+                        Ok(Order {
+                            id: row.try_get::<i64, _>("id")? as u64,
+                            email: row.try_get("email")?,
+                            sku: row.try_get("sku")?,
+                            quantity: row.try_get::<i64, _>("quantity")? as u32,
+                            total_cents: row.try_get::<i64, _>("total_cents")? as u64,
+                            paid: row.try_get("paid")?,
+                        })
+                    })
+                    .transpose()?
+            });
+            Ok(order)
         }
     }
 }
@@ -151,6 +256,12 @@ enum ApiError {
     Airlock(#[from] airlock::Error),
 }
 
+impl From<TxError> for ApiError {
+    fn from(error: TxError) -> Self {
+        ApiError::Store(error.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -163,6 +274,9 @@ impl IntoResponse for ApiError {
         struct Body {
             error: String,
         }
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
         let body = Body {
             error: self.to_string(),
         };
@@ -170,7 +284,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Shop = Arc<dyn OrderStore>;
+type Shop = Arc<Db>;
 
 /// Prices in cents; anything else is an unknown SKU.
 fn price_cents(sku: &str) -> Option<u64> {
@@ -182,12 +296,11 @@ fn price_cents(sku: &str) -> Option<u64> {
     }
 }
 
-/// The domain: places an order, states its effects, then takes the payment.
-/// The card on file covers 5,000 cents; above that the payment is declined
-/// after the effects were enqueued, and the 402 makes the scope discard
-/// them. (The in-memory store keeps the unpaid order; a database
-/// transaction inside the layer would roll it back.)
-fn place(store: &dyn OrderStore, request: PlaceOrder) -> Result<Order, ApiError> {
+/// The domain: places an order, states its effects, then takes the payment,
+/// all in one transaction. The card on file covers 5,000 cents; above that
+/// the payment is declined after the effects were enqueued: the transaction
+/// rolls back, the order is gone and the effects are discarded.
+async fn place(db: &Db, request: PlaceOrder) -> Result<Order, ApiError> {
     if !request.email.contains('@') {
         return Err(ApiError::Invalid(format!(
             "`{}` is not an email address",
@@ -205,51 +318,52 @@ fn place(store: &dyn OrderStore, request: PlaceOrder) -> Result<Order, ApiError>
         sku: request.sku,
         quantity: request.quantity,
     };
-    let order = store.insert(new, total_cents)?;
-    airlock::enqueue(SendConfirmationEmail {
-        order_id: order.id,
-        to: order.email.clone(),
-    })?;
-    airlock::enqueue(NotifyWarehouse {
-        order_id: order.id,
-        sku: order.sku.clone(),
-        quantity: order.quantity,
-    })?;
-    if total_cents > 5_000 {
-        return Err(ApiError::Declined(format!(
-            "{total_cents} cents is over the card's limit"
-        )));
-    }
-    store.mark_paid(order.id)?;
-    Ok(Order {
-        paid: true,
-        ..order
+    db.place(new, total_cents, |order| {
+        airlock::enqueue(SendConfirmationEmail {
+            order_id: order.id,
+            to: order.email.clone(),
+        })?;
+        airlock::enqueue(NotifyWarehouse {
+            order_id: order.id,
+            sku: order.sku.clone(),
+            quantity: order.quantity,
+        })?;
+        if total_cents > 5_000 {
+            return Err(ApiError::Declined(format!(
+                "{total_cents} cents is over the card's limit"
+            )));
+        }
+        Ok(())
     })
+    .await
 }
 
 async fn place_order(
-    State(store): State<Shop>,
+    State(db): State<Shop>,
     Json(request): Json<PlaceOrder>,
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
-    let order = place(store.as_ref(), request)?;
+    let order = place(&db, request).await?;
     tracing::info!(order_id = order.id, "order placed");
     Ok((StatusCode::CREATED, Json(order)))
 }
 
-async fn get_order(
-    State(store): State<Shop>,
-    Path(id): Path<u64>,
-) -> Result<Json<Order>, ApiError> {
-    store.get(id)?.map(Json).ok_or(ApiError::NotFound(id))
+async fn get_order(State(db): State<Shop>, Path(id): Path<u64>) -> Result<Json<Order>, ApiError> {
+    db.get(id).await?.map(Json).ok_or(ApiError::NotFound(id))
 }
 
 /// The service, with one airlock scope per request.
-fn app(store: Shop) -> Router {
+fn app(db: Shop) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
-        .with_state(store)
+        .with_state(db)
         .layer(AirlockLayer::new())
+}
+
+/// With `--outbox`, the relay that dispatches committed effects.
+fn start_relay(db: &Db) -> RelayHandle {
+    store::on_db!(db, |pool, _scope| Relay::new(pool.clone(), InlineExecutor)
+        .spawn())
 }
 
 #[tokio::main]
@@ -257,23 +371,42 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,airlock=warn".into()),
+                .unwrap_or_else(|_| "info,airlock=warn,sqlx=warn".into()),
         )
         .init();
+    let outbox = std::env::args().skip(1).any(|arg| arg == "--outbox");
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port
             .parse()
             .map_err(|_| anyhow::anyhow!("PORT must be a port number, got `{port}`"))?,
         Err(_) => 3000,
     };
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        let path = std::env::temp_dir().join("airlock-shop.db");
+        format!("sqlite://{}", path.display())
+    });
+    let db = Arc::new(
+        Db::open(&url, outbox)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot open the database at {url}: {error}"))?,
+    );
+    let relay = outbox.then(|| start_relay(&db));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {error}"))?;
-    tracing::info!("shop listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(Arc::new(MemoryStore::default())))
+    tracing::info!(
+        database = %url,
+        mode = if outbox { "outbox" } else { "post-commit" },
+        "shop listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app(db))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     Ok(())
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::{
-    Batch, BlockTasks, BoxError, Dispatch, DispatchError, DispatchFailure, DispatchOptions, Error,
-    Executor, Exit, Fate, Intent, Run, Scope, ScopeKind, StateErrorKind, Task, TokioExecutor,
+    Batch, BlockTasks, BoxError, Dispatch, DispatchFailure, DispatchOptions, Error, Executor, Exit,
+    Fate, Intent, Run, Scope, ScopeKind, StateErrorKind, Task, TokioExecutor,
 };
-use airlock_tests::{Fail, Log, Record, RecordAsync, YieldOnce, labels};
+use airlock_tests::{Fail, Log, Record, RecordAsync, YieldOnce, chain, dispatch_error, labels};
 use serde::{Deserialize, Serialize};
 
 /// Yields once, records its label, then fails. Name: `fail_async`.
@@ -44,25 +44,6 @@ fn fail_async(log: &Log, label: &str) -> FailAsync {
     FailAsync {
         log: log.record("").log,
         label: label.to_owned(),
-    }
-}
-
-/// The messages of an error and its sources, as `anyhow`'s `{:#}` prints them.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        source = next.source();
-    }
-    text
-}
-
-fn dispatch_error(error: Error) -> Box<DispatchError> {
-    match error {
-        Error::Dispatch(dispatch) => dispatch,
-        other => panic!("expected a dispatch error, got {other:?}"),
     }
 }
 

@@ -10,14 +10,9 @@ use airlock::{
     ActiveScope, BlockTasks, DispatchError, Error, Independent, Intent, Policy, Scope, ScopeKind,
     Violation,
 };
-use airlock_tests::{Calls, Fail, Log, Record, YieldOnce, labels, poll_times, seen};
-
-fn dispatch_error(error: Error) -> Box<DispatchError> {
-    match error {
-        Error::Dispatch(dispatch) => dispatch,
-        other => panic!("expected a dispatch error, got {other:?}"),
-    }
-}
+use airlock_tests::{
+    Calls, Fail, Log, Record, YieldOnce, dispatch_error, labels, poll_times, seen,
+};
 
 // ---------------------------------------------------------------------------
 // Item 18: a hook that flushes a parked scope is still a hook

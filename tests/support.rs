@@ -539,3 +539,24 @@ pub fn labels_of(intents: &[airlock::Intent]) -> Vec<String> {
 #[cfg(feature = "sqlx")]
 #[path = "support/sqlx_db.rs"]
 pub mod sqlx_db;
+
+/// The dispatch error inside `error`; panics, naming what it got, if it is
+/// another error.
+pub fn dispatch_error(error: airlock::Error) -> Box<airlock::DispatchError> {
+    match error {
+        airlock::Error::Dispatch(dispatch) => dispatch,
+        other => panic!("expected a dispatch error, got {other:?}"),
+    }
+}
+
+/// An error and its sources on one line, as `anyhow`'s `{:#}` prints them.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
+}

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::{
-    Batch, Defaults, Dispatch, DispatchError, DispatchFailure, Error, Executor, Intents, Run,
-    Scope, ScopeKind, Task, Undelivered,
+    Batch, Defaults, Dispatch, DispatchFailure, Executor, Intents, Run, Scope, ScopeKind, Task,
+    Undelivered,
 };
-use airlock_tests::{Log, Record, labels};
+use airlock_tests::{Log, Record, chain, dispatch_error, labels};
 use serde::{Deserialize, Serialize};
 
 /// Sleeps `ms` on tokio's timer, then records its label. Name: `nap`.
@@ -71,25 +71,6 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn dispatch_error(error: Error) -> Box<DispatchError> {
-    match error {
-        Error::Dispatch(dispatch) => dispatch,
-        other => panic!("expected a dispatch error, got {other:?}"),
-    }
-}
-
-/// The whole chain of an error, as `anyhow`'s `{:#}` prints it.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        source = error.source();
-    }
-    text
 }
 
 /// The advice the refusal gives.

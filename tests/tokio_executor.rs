@@ -6,10 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use airlock::{
-    BoxError, Defaults, DispatchError, Error, Intent, Run, Scope, Task, TokioExecutor, Undelivered,
-};
-use airlock_tests::{Log, Record, labels};
+use airlock::{BoxError, Defaults, Intent, Run, Scope, Task, TokioExecutor, Undelivered};
+use airlock_tests::{Log, Record, chain, dispatch_error, labels};
 use serde::{Deserialize, Serialize};
 
 /// Sleeps `ms` on tokio's timer, then records its label. Name:
@@ -157,25 +155,6 @@ fn recording_hook() -> (Defaults, Seen) {
             .push((cause, error, lost.into_intents()));
     });
     (defaults, seen)
-}
-
-fn dispatch_error(error: Error) -> Box<DispatchError> {
-    match error {
-        Error::Dispatch(dispatch) => dispatch,
-        other => panic!("expected a dispatch error, got {other:?}"),
-    }
-}
-
-/// The whole chain of an error, as `anyhow`'s `{:#}` prints it.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        source = error.source();
-    }
-    text
 }
 
 /// Waits on the runtime until `done` holds; panics instead of hanging.

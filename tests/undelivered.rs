@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::{
-    Batch, Dispatch, DispatchError, DispatchFailure, Error, Executor, Exit, Intents, Run, Scope,
-    ScopeKind, StateErrorKind, Task,
+    Batch, Dispatch, DispatchFailure, Error, Executor, Exit, Intents, Run, Scope, ScopeKind,
+    StateErrorKind, Task,
 };
 use airlock_tests::{
-    Calls, Log, LostSink, YieldOnce, is_child, labels, poll_once, poll_times, run_in_child, seen,
+    Calls, Log, LostSink, YieldOnce, dispatch_error, is_child, labels, poll_once, poll_times,
+    run_in_child, seen,
 };
 use serde::{Deserialize, Serialize};
 
@@ -151,13 +152,6 @@ impl ScopeKind for FlushOn {
     fn should_flush(&self, exit: Exit) -> bool {
         self.asked.lock().unwrap().push(format!("{exit:?}"));
         self.exits.contains(&exit)
-    }
-}
-
-fn dispatch_error(error: Error) -> Box<DispatchError> {
-    match error {
-        Error::Dispatch(dispatch) => dispatch,
-        other => panic!("expected a dispatch error, got {other:?}"),
     }
 }
 
