@@ -3,7 +3,6 @@
 //! (`AIRLOCK_TEST_REDIS_URL`), one unique queue per test.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -13,43 +12,9 @@ use airlock_tests::services::{redis_url, unique};
 use apalis_redis::{ConnectionLike, ConnectionManager};
 use redis::AsyncCommands;
 
-static RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn runs(run: &str) -> Vec<String> {
-    let prefix = format!("{run}:");
-    RUNS.lock()
-        .unwrap()
-        .iter()
-        .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
-        .collect()
-}
-
-fn note_run(run: &str, label: &str) {
-    RUNS.lock().unwrap().push(format!("{run}:{label}"));
-}
-
-/// Records that it ran.
-#[airlock::task]
-fn note(run: String, label: String) {
-    note_run(&run, &label);
-}
-
-/// Records, then enqueues a follow-up `note`.
-#[airlock::task]
-fn note_then_follow_up(run: String, label: String) -> airlock::Result<()> {
-    note_run(&run, &label);
-    airlock::enqueue(Note {
-        run,
-        label: format!("{label}+follow-up"),
-    })
-}
-
-/// Records the attempt, then fails.
-#[airlock::task]
-fn always_fails(run: String) -> Result<(), std::io::Error> {
-    note_run(&run, "attempt");
-    Err(std::io::Error::other("the mail server said no"))
-}
+#[path = "queue_tasks.rs"]
+mod queue_tasks;
+use queue_tasks::{AlwaysFails, Note, NoteThenFollowUp, note_run, runs};
 
 /// Panics.
 #[airlock::task]

@@ -2,7 +2,6 @@
 //! statement, the worker runs them as tasks in their own scopes. Real
 //! Postgres (`AIRLOCK_TEST_POSTGRES_URL`), one graphile schema per test.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use airlock::graphile::{GraphileExecutor, Worker};
@@ -10,43 +9,9 @@ use airlock::{DispatchOptions, Intent, PortablePolicy, Scope};
 use airlock_tests::services::{postgres_url, unique};
 use sqlx::PgPool;
 
-static RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn runs(run: &str) -> Vec<String> {
-    let prefix = format!("{run}:");
-    RUNS.lock()
-        .unwrap()
-        .iter()
-        .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
-        .collect()
-}
-
-fn note_run(run: &str, label: &str) {
-    RUNS.lock().unwrap().push(format!("{run}:{label}"));
-}
-
-/// Records that it ran.
-#[airlock::task]
-fn note(run: String, label: String) {
-    note_run(&run, &label);
-}
-
-/// Records, then enqueues a follow-up `note`.
-#[airlock::task]
-fn note_then_follow_up(run: String, label: String) -> airlock::Result<()> {
-    note_run(&run, &label);
-    airlock::enqueue(Note {
-        run,
-        label: format!("{label}+follow-up"),
-    })
-}
-
-/// Records the attempt, then fails.
-#[airlock::task]
-fn always_fails(run: String) -> Result<(), std::io::Error> {
-    note_run(&run, "attempt");
-    Err(std::io::Error::other("the mail server said no"))
-}
+#[path = "queue_tasks.rs"]
+mod queue_tasks;
+use queue_tasks::{AlwaysFails, Note, NoteThenFollowUp, note_run, runs};
 
 /// The effect a reprocessing must not have.
 #[airlock::task]
