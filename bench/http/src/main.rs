@@ -11,33 +11,11 @@
 //! it enqueues it, and the inline executor runs it when the request's scope
 //! flushes: the whole cost of deferring one effect.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use airlock::tower::AirlockLayer;
 use axum::Router;
 use axum::routing::get;
 
-static EFFECTS: AtomicU64 = AtomicU64::new(0);
-
-/// The effect: counts.
-#[airlock::task]
-fn bump() {
-    EFFECTS.fetch_add(1, Ordering::Relaxed);
-}
-
-async fn zero() -> &'static str {
-    "ok"
-}
-
-async fn one_in_place() -> &'static str {
-    bump();
-    "ok"
-}
-
-async fn one_enqueued() -> &'static str {
-    airlock::enqueue(Bump {}).expect("the layer's scope is current");
-    "ok"
-}
+use airlock_bench_http::{one_enqueued, one_in_place, zero};
 
 fn main() {
     let port: u16 = std::env::args()

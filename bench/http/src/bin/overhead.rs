@@ -9,7 +9,7 @@
 //! ```
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use airlock::tower::AirlockLayer;
 use axum::Router;
@@ -18,27 +18,7 @@ use axum::http::Request;
 use axum::routing::get;
 use tower::ServiceExt;
 
-static EFFECTS: AtomicU64 = AtomicU64::new(0);
-
-/// The effect: counts.
-#[airlock::task]
-fn bump() {
-    EFFECTS.fetch_add(1, Ordering::Relaxed);
-}
-
-async fn zero() -> &'static str {
-    "ok"
-}
-
-async fn one_in_place() -> &'static str {
-    bump();
-    "ok"
-}
-
-async fn one_enqueued() -> &'static str {
-    airlock::enqueue(Bump {}).expect("the layer's scope is current");
-    "ok"
-}
+use airlock_bench_http::{EFFECTS, one_enqueued, one_in_place, zero};
 
 /// Nanoseconds per request (`with_state(())` above turns the handlers into
 /// routes once, as `axum::serve` does per connection; a bare `Router<()>`
