@@ -17,7 +17,7 @@ use crate::policy::Policy;
 
 /// Buffers at most this long move intent by intent into their parent; longer
 /// ones (or ones holding chunks) move as one chunk.
-const MOVE_LIMIT: usize = 16;
+pub(crate) const MOVE_LIMIT: usize = 16;
 
 /// A nested scope's buffer, captured whole.
 pub(crate) struct Chunk {
@@ -55,11 +55,13 @@ impl Captured {
 }
 
 /// Captures a nested scope's buffer (`intents`, then what it had captured)
-/// into a holder's, marking each intent captured and carrying `policy`.
-/// Returns the nested scope's emptied buffer, for reuse.
+/// into a holder's, marking each intent captured and carrying `policy`. The
+/// holder's own intents are `holder[start..]` (its part of the thread's
+/// buffer). Returns the nested scope's emptied buffer, for reuse.
 #[inline(always)]
 pub(crate) fn capture_into(
     holder: &mut Vec<Intent>,
+    start: usize,
     holder_captured: &mut Option<Box<Captured>>,
     mut intents: Vec<Intent>,
     captured: Option<Box<Captured>>,
@@ -73,12 +75,18 @@ pub(crate) fn capture_into(
         );
         return intents;
     }
-    capture_chunk(holder, holder_captured, intents, captured, policy);
+    capture_chunk(
+        holder.len() - start,
+        holder_captured,
+        intents,
+        captured,
+        policy,
+    );
     Vec::new()
 }
 
 fn capture_chunk(
-    holder: &mut [Intent],
+    at: usize,
     holder_captured: &mut Option<Box<Captured>>,
     intents: Vec<Intent>,
     captured: Option<Box<Captured>>,
@@ -91,7 +99,7 @@ fn capture_chunk(
     let into = holder_captured.get_or_insert_with(Default::default);
     into.total += intents.len() + nested_total;
     into.chunks.push(Chunk {
-        at: holder.len(),
+        at,
         intents,
         nested,
         policy: policy.cloned(),

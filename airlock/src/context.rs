@@ -1,11 +1,16 @@
-//! The per-thread state: the stack of current scopes, the local policy regions
-//! in force, and the cached defaults.
+//! The per-thread state: the stack of current scopes, the one buffer they
+//! share, the local policy regions in force, and the cached defaults.
 //!
-//! A scope's buffer lives here while the scope is current and moves back into
-//! its owner (a guard, an [`ActiveScope`](crate::ActiveScope), a future) when it
-//! is not, exactly as tokio's `TaskLocalFuture` swaps its value in around every
-//! poll. Enqueueing therefore touches only this thread's memory: no lock, no
-//! atomic.
+//! Every scope on the stack keeps its intents in the thread's one buffer,
+//! from the index where it was pushed (its mark) up to the next scope's mark:
+//! enqueueing is one push, a nested scope captured by its parent moves
+//! nothing (its part simply becomes the parent's), and a discard truncates.
+//! A scope leaves the stack with its part (a guard, an
+//! [`ActiveScope`](crate::ActiveScope), a future between polls) and brings it
+//! back when it is current again, as tokio's `TaskLocalFuture` swaps its value
+//! in around every poll; the outermost scope's part is the whole buffer, and
+//! moves as one pointer. Enqueueing therefore touches only this thread's
+//! memory: no lock, no atomic.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,9 +26,14 @@ use crate::policy::{Policy, PolicyChain};
 /// One current scope.
 pub(crate) struct Frame {
     pub(crate) id: u64,
+    /// While the frame is on the stack: where its part of the thread's buffer
+    /// starts. Its part ends where the next frame's starts.
+    pub(crate) mark: usize,
     /// `None` for a scope with every built-in default: the common case costs
     /// no pointer chasing.
     pub(crate) config: Option<Arc<Config>>,
+    /// Its own intents while it is off the stack; empty while on it (they are
+    /// in the thread's buffer then).
     pub(crate) intents: Vec<Intent>,
     /// What it captured from nested scopes, kept whole (see `buffer`).
     pub(crate) captured: Option<Box<Captured>>,
@@ -189,6 +199,7 @@ impl Frame {
     pub(crate) fn local(id: u64, config: Option<Arc<Config>>, intents: Vec<Intent>) -> Self {
         Frame {
             id,
+            mark: 0,
             config,
             intents,
             captured: None,
@@ -200,6 +211,7 @@ impl Frame {
     pub(crate) fn remote(id: u64, shared: Arc<Shared>) -> Self {
         Frame {
             id: id | REMOTE,
+            mark: 0,
             config: None,
             intents: Vec::new(),
             captured: None,
@@ -250,19 +262,22 @@ impl Frame {
         (intents, self.captured)
     }
 
-    /// How many intents it holds, captured ones included.
-    pub(crate) fn len(&self) -> usize {
-        self.intents.len() + self.captured.as_ref().map_or(0, |c| c.len())
+    /// How many intents it holds, captured ones included, given its own
+    /// (see [`Context::with_own`]).
+    pub(crate) fn len(&self, own: &[Intent]) -> usize {
+        own.len() + self.captured.as_ref().map_or(0, |c| c.len())
     }
 
-    /// Clones of its intents, laid out flat.
-    pub(crate) fn snapshot(&self) -> Vec<Intent> {
-        crate::buffer::snapshot(&self.intents, self.captured.as_deref())
+    /// Clones of its intents, laid out flat, given its own.
+    pub(crate) fn snapshot(&self, own: &[Intent]) -> Vec<Intent> {
+        crate::buffer::snapshot(own, self.captured.as_deref())
     }
 }
 
 pub(crate) struct Context {
     pub(crate) frames: RefCell<Vec<Frame>>,
+    /// The intents of every frame on the stack, each frame's from its mark.
+    pub(crate) buffer: RefCell<Vec<Intent>>,
     /// How many frames on the stack have a policy to consult at enqueue, so
     /// that an enqueue with none skips the walk.
     judging: Cell<usize>,
@@ -275,20 +290,29 @@ pub(crate) struct Context {
     /// built-in ones (`u64::MAX`: not known to be), so a plain scope can skip
     /// reading them.
     builtin_at: Cell<u64>,
-    /// Empty buffers of finished scopes, reused by the next ones so that a
-    /// short scope allocates nothing for its buffer.
+    /// Small empty buffers, for frames that leave the stack with a part that
+    /// does not start at the bottom of the thread's buffer.
     pool: RefCell<Vec<Vec<Intent>>>,
 }
 
-/// Buffers larger than this are freed rather than kept for reuse.
+/// Buffers larger than this go to the pool only as the thread's buffer.
 const POOLED_CAPACITY: usize = 64;
-/// How many empty buffers a thread keeps.
+/// How many small empty buffers a thread keeps.
 const POOL_SIZE: usize = 8;
+/// The largest buffer a thread keeps between scopes, in bytes (131,072
+/// intents): a steady workload stops allocating and faulting in its buffer,
+/// and a burst larger than this gives its memory back.
+const KEPT_BYTES: usize = 4 << 20;
+/// The thread's buffer grows by half its length at a time, not double: at
+/// any length at most a third of it is spare (a buffered intent costs at most
+/// 1.5 times its size), still amortised O(1) per push.
+const MIN_GROWTH: usize = 16;
 
 thread_local! {
     pub(crate) static CONTEXT: Context = const {
         Context {
             frames: RefCell::new(Vec::new()),
+            buffer: RefCell::new(Vec::new()),
             judging: Cell::new(0),
             local: Cell::new(None),
             in_hook: Cell::new(false),
@@ -344,24 +368,137 @@ impl Context {
         self.pool.borrow_mut().pop().unwrap_or_default()
     }
 
-    /// Keeps an emptied buffer for the next scope.
+    /// Keeps an emptied buffer for the next scope: as the thread's buffer if
+    /// that is empty and smaller (up to [`KEPT_BYTES`]), else in the pool if
+    /// it is small.
     #[inline(always)]
     pub(crate) fn recycle(&self, buffer: Vec<Intent>) {
-        match buffer.capacity() {
+        if buffer.capacity() == 0 {
             // Never allocated, so it holds nothing to drop or free: skip the
             // drop glue on the hot path of scopes that buffer nothing.
-            0 => std::mem::forget(buffer),
-            capacity if capacity <= POOLED_CAPACITY => self.keep(buffer),
-            _ => {}
+            std::mem::forget(buffer);
+        } else {
+            self.keep(buffer);
         }
     }
 
     fn keep(&self, mut buffer: Vec<Intent>) {
+        // Payloads drop before any borrow: their `Drop` may call airlock.
         buffer.clear();
-        let mut pool = self.pool.borrow_mut();
-        if pool.len() < POOL_SIZE {
-            pool.push(buffer);
+        let capacity = buffer.capacity();
+        let spare = match self.buffer.try_borrow_mut() {
+            Ok(mut current)
+                if current.is_empty()
+                    && current.capacity() < capacity
+                    && capacity * size_of::<Intent>() <= KEPT_BYTES =>
+            {
+                std::mem::replace(&mut *current, buffer)
+            }
+            _ => buffer,
+        };
+        if spare.capacity() == 0 || spare.capacity() > POOLED_CAPACITY {
+            return;
         }
+        if let Ok(mut pool) = self.pool.try_borrow_mut()
+            && pool.len() < POOL_SIZE
+        {
+            pool.push(spare);
+        }
+    }
+
+    /// Pushes onto the thread's buffer, growing it by half (see
+    /// [`MIN_GROWTH`]).
+    #[inline]
+    pub(crate) fn push_intent(buffer: &mut Vec<Intent>, intent: Intent) {
+        if buffer.len() == buffer.capacity() {
+            buffer.reserve_exact((buffer.len() / 2).max(MIN_GROWTH));
+        }
+        buffer.push(intent);
+    }
+
+    /// Calls `f` with the frame at `index` of the stack and its own intents:
+    /// its part of the thread's buffer.
+    pub(crate) fn with_own<R>(
+        &self,
+        frames: &[Frame],
+        index: usize,
+        f: impl FnOnce(&Frame, &[Intent]) -> R,
+    ) -> Option<R> {
+        let frame = frames.get(index)?;
+        let buffer = self.buffer.try_borrow().ok()?;
+        let end = frames.get(index + 1).map_or(buffer.len(), |next| next.mark);
+        Some(f(frame, &buffer[frame.mark..end]))
+    }
+
+    /// Appends intents to the part of the frame at `index`: at the end of the
+    /// buffer for the top frame, else where the next frame's part starts
+    /// (whose marks then move up).
+    pub(crate) fn extend_part(
+        &self,
+        frames: &mut [Frame],
+        index: usize,
+        intents: impl IntoIterator<Item = Intent>,
+    ) {
+        let mut buffer = self.buffer.borrow_mut();
+        let Some(end) = frames.get(index + 1).map(|next| next.mark) else {
+            buffer.extend(intents);
+            return;
+        };
+        let before = buffer.len();
+        buffer.splice(end..end, intents);
+        let added = buffer.len() - before;
+        for frame in &mut frames[index + 1..] {
+            frame.mark += added;
+        }
+    }
+
+    /// Brings a frame's own intents into the thread's buffer, from its mark.
+    fn attach(&self, frame: &mut Frame) {
+        let mut buffer = self.buffer.borrow_mut();
+        frame.mark = buffer.len();
+        if frame.intents.is_empty() {
+            return;
+        }
+        let emptied = if buffer.is_empty() && buffer.capacity() <= frame.intents.capacity() {
+            // The bottom part: the frame's buffer becomes the thread's.
+            std::mem::replace(&mut *buffer, std::mem::take(&mut frame.intents))
+        } else {
+            buffer.append(&mut frame.intents);
+            std::mem::take(&mut frame.intents)
+        };
+        drop(buffer);
+        self.recycle(emptied);
+    }
+
+    /// Takes the frame's part of the thread's buffer (up to `end`) as its own
+    /// intents. The bottom part, when it is the whole buffer, moves as one
+    /// pointer.
+    fn detach(&self, frame: &mut Frame, end: Option<usize>) {
+        let mut buffer = self.buffer.borrow_mut();
+        let end = end.unwrap_or(buffer.len());
+        frame.intents = self.split_part(&mut buffer, frame.mark, end);
+    }
+
+    /// Takes `buffer[start..end]` out: the whole buffer as one pointer when
+    /// that is the part, else into a pooled buffer.
+    fn split_part(&self, buffer: &mut Vec<Intent>, start: usize, end: usize) -> Vec<Intent> {
+        if start == end {
+            return Vec::new();
+        }
+        if start == 0 && end == buffer.len() {
+            return std::mem::take(buffer);
+        }
+        let mut part = self.take_buffer();
+        part.extend(buffer.drain(start..end));
+        part
+    }
+
+    /// Takes the thread's buffer from `start` to its end: the part of a frame
+    /// just popped off the top of the stack.
+    pub(crate) fn take_part(&self, start: usize) -> Vec<Intent> {
+        let mut buffer = self.buffer.borrow_mut();
+        let end = buffer.len();
+        self.split_part(&mut buffer, start, end)
     }
 
     #[inline]
@@ -377,49 +514,67 @@ impl Context {
         if self.in_hook() {
             return Err(frame);
         }
+        let mut frames = self.frames.borrow_mut();
+        let mut frame = frame;
+        self.attach(&mut frame);
         if frame.judges() {
             self.judging.set(self.judging.get() + 1);
         }
-        self.frames.borrow_mut().push(frame);
+        frames.push(frame);
         Ok(())
     }
 
-    fn popped(&self, frame: Option<Frame>) -> Option<Frame> {
-        if frame.as_ref().is_some_and(Frame::judges) {
+    /// Takes the top frame off the stack, leaving its intents in the thread's
+    /// buffer (the caller moves or drops them).
+    #[inline]
+    pub(crate) fn pop_attached(&self, frames: &mut Vec<Frame>) -> Option<Frame> {
+        let frame = frames.pop()?;
+        if frame.judges() {
             self.judging.set(self.judging.get() - 1);
         }
-        frame
+        Some(frame)
     }
 
-    /// Removes the frame `id` if it is the current one.
+    /// Removes the frame `id` if it is the current one, with its intents.
     pub(crate) fn pop_top(&self, id: u64) -> Option<Frame> {
         let mut frames = self.frames.borrow_mut();
-        let frame = match frames.last() {
-            Some(top) if top.id == id => frames.pop(),
-            _ => None,
-        };
-        self.popped(frame)
+        if frames.last()?.id != id {
+            return None;
+        }
+        let mut frame = self.pop_attached(&mut frames)?;
+        self.detach(&mut frame, None);
+        Some(frame)
     }
 
-    /// Removes the frame `id` from the stack. It is normally on top; if scopes
-    /// entered after it were leaked (an `ActiveScope` forgotten while
-    /// entered), it is taken from below them and they stay current.
+    /// Removes the frame `id` from the stack, with its intents. It is normally
+    /// on top; if scopes entered after it were leaked (an `ActiveScope`
+    /// forgotten while entered), it is taken from below them and they stay
+    /// current.
     #[inline]
     pub(crate) fn pop(&self, id: u64) -> Option<Frame> {
         let mut frames = self.frames.borrow_mut();
-        let frame = match frames.last() {
-            Some(top) if top.id == id => frames.pop(),
-            _ => {
-                let at = frames.iter().rposition(|f| f.id == id)?;
-                tracing::warn!(
-                    target: "airlock",
-                    "a scope ended while scopes entered after it were still current; \
-                     exit ActiveScopes in the reverse order of entering them"
-                );
-                Some(frames.remove(at))
-            }
-        };
-        self.popped(frame)
+        if frames.last()?.id == id {
+            let mut frame = self.pop_attached(&mut frames)?;
+            self.detach(&mut frame, None);
+            return Some(frame);
+        }
+        let at = frames.iter().rposition(|f| f.id == id)?;
+        tracing::warn!(
+            target: "airlock",
+            "a scope ended while scopes entered after it were still current; \
+             exit ActiveScopes in the reverse order of entering them"
+        );
+        let mut frame = frames.remove(at);
+        if frame.judges() {
+            self.judging.set(self.judging.get() - 1);
+        }
+        let end = frames[at].mark;
+        self.detach(&mut frame, Some(end));
+        let moved = end - frame.mark;
+        for above in &mut frames[at..] {
+            above.mark -= moved;
+        }
+        Some(frame)
     }
 
     /// Enqueues the intent in `slot` (always `Some`; taken here).
@@ -464,34 +619,25 @@ impl Context {
                 });
             }
         }
-        drop(frames);
-        let Ok(mut frames) = self.frames.try_borrow_mut() else {
+        let top = frames.last().expect("checked above");
+        if let (Some(shared), true) = (&top.shared, top.is_remote()) {
+            let shared = Arc::clone(shared);
+            // Refused intents leave the stack's borrow first: their
+            // payload's `Drop` may call back into airlock.
+            drop(frames);
+            return shared
+                .push_one(intent)
+                .map_err(|intent| StateError::ended(intent).into());
+        }
+        let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
+            drop(frames);
             return Err(Error::EnqueueInHook {
                 task,
                 intent: Box::new(intent),
             });
         };
-        let top = frames.last_mut().expect("checked above");
-        match (&top.shared, top.is_remote()) {
-            (Some(shared), true) => {
-                let shared = Arc::clone(shared);
-                // Refused intents leave the stack's borrow first: their
-                // payload's `Drop` may call back into airlock.
-                drop(frames);
-                shared
-                    .push_one(intent)
-                    .map_err(|intent| StateError::ended(intent).into())
-            }
-            _ => {
-                if top.intents.capacity() == 0 {
-                    // A scope takes a buffer at its first intent, so that
-                    // scopes that buffer nothing never touch the pool.
-                    top.intents = self.take_buffer();
-                }
-                top.intents.push(intent);
-                Ok(())
-            }
-        }
+        Self::push_intent(&mut buffer, intent);
+        Ok(())
     }
 
     /// The policies of the current scope and its enclosing scopes, innermost

@@ -550,7 +550,8 @@ pub fn buffered() -> Vec<Intent> {
         let mut intents = if top.is_remote() {
             Vec::new()
         } else {
-            top.snapshot()
+            cx.with_own(&frames, frames.len() - 1, Frame::snapshot)
+                .unwrap_or_default()
         };
         if let Some(shared) = &top.shared {
             intents.extend(shared.sent());
@@ -649,6 +650,9 @@ impl Entered {
     fn finish(mut self, exit: Exit) -> Result<()> {
         self.done = true;
         CONTEXT.with(|cx| {
+            if end_in_place(cx, self.id, exit) {
+                return Ok(());
+            }
             let frame = cx
                 .pop(self.id)
                 .expect("airlock: the current scope's frame vanished");
@@ -792,17 +796,19 @@ impl ActiveScope {
         Ok(discard(frame, Exit::Failure))
     }
 
-    fn with_frame<R>(&self, f: impl FnOnce(&Frame) -> R, none: R) -> R {
+    /// Calls `f` with the scope's frame and its own intents, wherever they
+    /// are; `none` once the scope is finished.
+    fn with_frame<R>(&self, f: impl FnOnce(&Frame, &[Intent]) -> R, none: R) -> R {
         match &self.state {
-            ActiveState::Exited(frame) => f(frame),
+            ActiveState::Exited(frame) => f(frame, &frame.intents),
             ActiveState::Entered => CONTEXT.with(|cx| {
                 let Ok(frames) = cx.frames.try_borrow() else {
                     return none;
                 };
-                match frames.iter().rfind(|frame| frame.id == self.id) {
-                    Some(frame) => f(frame),
-                    None => none,
-                }
+                let Some(index) = frames.iter().rposition(|frame| frame.id == self.id) else {
+                    return none;
+                };
+                cx.with_own(&frames, index, f).unwrap_or(none)
             }),
             _ => none,
         }
@@ -953,6 +959,59 @@ pub(crate) fn finish_in(
     }
 }
 
+/// Ends the current frame `id` where its intents lie, if it is a plain scope
+/// (built-in settings, no handle taken, nothing captured whole) that is
+/// empty, discarded, or captured by a plain parent of this thread. Then
+/// nothing moves: a discard truncates the thread's buffer, and a captured
+/// scope's part simply becomes its parent's (rule 8; it has no policy for
+/// its intents to carry). Returns whether it ended the frame.
+#[inline]
+fn end_in_place(cx: &Context, id: u64, exit: Exit) -> bool {
+    let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+        return false;
+    };
+    let Some(top) = frames.last() else {
+        return false;
+    };
+    if top.id != id || top.config.is_some() || top.shared.is_some() || top.captured.is_some() {
+        return false;
+    }
+    let mark = top.mark;
+    let Ok(count) = cx.buffer.try_borrow().map(|b| b.len() - mark) else {
+        return false;
+    };
+    if count == 0 {
+        cx.pop_attached(&mut frames);
+        if exit == Exit::Success {
+            tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
+        } else {
+            tracing::debug!(target: "airlock", ?exit, discarded = 0, "scope discarded");
+        }
+        return true;
+    }
+    if exit != Exit::Success {
+        cx.pop_attached(&mut frames);
+        drop(frames);
+        // Dropped outside every borrow: a payload's `Drop` may call airlock.
+        let part = cx.take_part(mark);
+        discard_intents(cx, part, exit);
+        return true;
+    }
+    let captured_by_plain_parent = frames.len() >= 2
+        && frames[frames.len() - 2].kind().is_none()
+        && !frames[frames.len() - 2].is_remote();
+    if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
+        return false;
+    }
+    cx.pop_attached(&mut frames);
+    drop(frames);
+    for intent in &mut cx.buffer.borrow_mut()[mark..] {
+        intent.captured = true;
+    }
+    tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
+    true
+}
+
 /// Ends a frame whose report nobody reads (the closure and future forms).
 ///
 /// The common scope (built-in settings, no handle taken, not nested, intents
@@ -984,13 +1043,16 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         // Nested in a plain scope: captured whole (rule 8), and this scope
         // has no policy of its own for them to carry.
         let captured_count = intents.len() + captured.as_ref().map_or(0, |c| c.len());
+        let mut buffer = cx.buffer.borrow_mut();
         let emptied = capture_into(
-            &mut parent.intents,
+            &mut buffer,
+            parent.mark,
             &mut parent.captured,
             intents,
             captured,
             None,
         );
+        drop(buffer);
         drop(frames);
         tracing::debug!(
             target: "airlock",
@@ -1240,7 +1302,7 @@ fn hand_to_ancestors(
             let captured = intents
                 .drain(..)
                 .map(|intent| mark_captured(intent, policy));
-            ancestor.intents.extend(captured);
+            cx.extend_part(&mut frames, at, captured);
             return Ok(());
         }
         let captured = match release {
@@ -1274,7 +1336,7 @@ fn hand_to_ancestors(
                 drop(frames);
                 return shared.push_all(captured.collect());
             }
-            _ => ancestor.intents.extend(captured),
+            _ => cx.extend_part(&mut frames, at, captured),
         }
     }
     Ok(())
@@ -1307,9 +1369,13 @@ fn capture_whole(
     let Ok(mut frames) = cx.frames.try_borrow_mut() else {
         return Err((own, captured));
     };
+    let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
+        return Err((own, captured));
+    };
     match frames.last_mut() {
         Some(parent) if parent.kind().is_none() && !parent.is_remote() => Ok(capture_into(
-            &mut parent.intents,
+            &mut buffer,
+            parent.mark,
             &mut parent.captured,
             own,
             captured,
