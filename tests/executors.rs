@@ -1022,7 +1022,7 @@ fn report_entries_carry_each_fate_in_order() {
     airlock::enqueue(log.record("c")).unwrap();
     scope.exit().unwrap();
     let report = scope.flush().unwrap();
-    let fates: Vec<_> = report.entries().iter().map(|e| (e.task, e.fate)).collect();
+    let fates: Vec<_> = report.entries().map(|e| (e.task, e.fate)).collect();
     assert_eq!(
         fates,
         [

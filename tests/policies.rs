@@ -291,7 +291,7 @@ fn report_lists_every_intent_in_order_with_its_fate() {
         airlock::enqueue(log.record("3")).unwrap();
     });
     assert_eq!(
-        report.entries(),
+        report.entries().collect::<Vec<_>>(),
         [
             ReportEntry {
                 task: "record",
@@ -346,7 +346,7 @@ fn report_names_the_first_dropping_policy() {
 #[test]
 fn empty_flush_reports_nothing() {
     let report = flush_with(AllowAll, || {});
-    assert!(report.entries().is_empty());
+    assert_eq!(report.entries().len(), 0);
     assert_eq!(report.dispatched_count(), 0);
     assert_eq!(report.dropped().count(), 0);
     assert_eq!(report.captured(), 0);
@@ -410,7 +410,7 @@ fn assert_no_effects_rejects_any_enqueue_naming_the_task() {
     assert!(message.contains(r#"label: "x")`"#), "{message}");
     assert!(scope.is_empty());
     scope.exit().unwrap();
-    assert!(scope.flush().unwrap().entries().is_empty());
+    assert_eq!(scope.flush().unwrap().entries().len(), 0);
     assert!(log.runs().is_empty());
 }
 
@@ -791,4 +791,38 @@ fn a_vec_of_policies_answers_through_its_own_hooks() {
     let rejects: Vec<Box<dyn Policy>> = vec![Box::new(AllowAll), Box::new(AssertNoEffects)];
     assert!(rejects.on_enqueue(&intent).is_err());
     assert!(!rejects.allows(&intent), "one member refusing is enough");
+}
+
+/// A report keeps consecutive intents of one task with one fate as one run,
+/// and still lists every intent, in order, with the right counts.
+#[test]
+fn report_runs_list_every_intent_in_order() {
+    let log = Log::new();
+    let report = flush_with(BlockTasks::of::<Other>(), || {
+        for n in 0..3 {
+            airlock::enqueue(log.record(n.to_string())).unwrap();
+        }
+        airlock::enqueue(log.other("x")).unwrap();
+        airlock::enqueue(log.other("y")).unwrap();
+        airlock::enqueue(log.record("z")).unwrap();
+    });
+    let fates: Vec<_> = report.entries().map(|e| (e.task, e.fate)).collect();
+    let dropped = Fate::Dropped {
+        policy: "BlockTasks",
+    };
+    assert_eq!(
+        fates,
+        [
+            ("record", Fate::Dispatched),
+            ("record", Fate::Dispatched),
+            ("record", Fate::Dispatched),
+            ("other", dropped),
+            ("other", dropped),
+            ("record", Fate::Dispatched),
+        ]
+    );
+    assert_eq!(report.entries().len(), 6);
+    assert_eq!(report.entries().size_hint(), (6, Some(6)));
+    assert_eq!(report.dispatched().count(), 4);
+    assert_eq!(report.dropped().count(), 2);
 }

@@ -127,9 +127,9 @@ fn enqueue_dropall() -> (f64, u64) {
         airlock::enqueue(work(black_box(i))).unwrap();
     }
     let elapsed = elapsed_ns(start);
-    let intents = scope.intents();
-    assert_eq!(intents.len() as u64, N);
-    assert_eq!(intents.last().unwrap().payload::<Work>().unwrap().n, N - 1);
+    // Counted, not cloned: a deep copy of the buffer between trials is work
+    // the Python side does not do.
+    assert_eq!(scope.len() as u64, N);
     scope.exit().unwrap();
     let report = scope.flush().unwrap();
     assert_eq!(report.dropped().count() as u64, N);
@@ -239,12 +239,10 @@ fn local_policy() -> (f64, u64) {
         airlock::with_policy(BlockTasks::names(["other"]), || airlock::enqueue(Bump {})).unwrap();
     }
     let elapsed = elapsed_ns(start);
-    let intents = scope.intents();
-    assert_eq!(intents.len() as u64, N);
-    assert_eq!(intents.last().unwrap().policies().count(), 1);
-    drop(intents);
+    assert_eq!(scope.len() as u64, N);
     scope.exit().unwrap();
-    scope.flush().unwrap();
+    let report = scope.flush().unwrap();
+    assert_eq!(report.dispatched().count() as u64, N);
     assert_eq!(dispatched(), N);
     (elapsed, N)
 }

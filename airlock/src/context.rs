@@ -299,10 +299,10 @@ pub(crate) struct Context {
 const POOLED_CAPACITY: usize = 64;
 /// How many small empty buffers a thread keeps.
 const POOL_SIZE: usize = 8;
-/// The largest buffer a thread keeps between scopes, in bytes (131,072
+/// The largest buffer a thread keeps between scopes, in bytes (about 200,000
 /// intents): a steady workload stops allocating and faulting in its buffer,
 /// and a burst larger than this gives its memory back.
-const KEPT_BYTES: usize = 4 << 20;
+const KEPT_BYTES: usize = 8 << 20;
 /// The thread's buffer grows by half its length at a time, not double: at
 /// any length at most a third of it is spare (a buffered intent costs at most
 /// 1.5 times its size), still amortised O(1) per push.
@@ -453,12 +453,19 @@ impl Context {
     }
 
     /// Brings a frame's own intents into the thread's buffer, from its mark.
+    #[inline]
     fn attach(&self, frame: &mut Frame) {
-        let mut buffer = self.buffer.borrow_mut();
+        let buffer = self.buffer.borrow();
         frame.mark = buffer.len();
         if frame.intents.is_empty() {
             return;
         }
+        drop(buffer);
+        self.attach_intents(frame);
+    }
+
+    fn attach_intents(&self, frame: &mut Frame) {
+        let mut buffer = self.buffer.borrow_mut();
         let emptied = if buffer.is_empty() && buffer.capacity() <= frame.intents.capacity() {
             // The bottom part: the frame's buffer becomes the thread's.
             std::mem::replace(&mut *buffer, std::mem::take(&mut frame.intents))

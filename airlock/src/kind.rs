@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{DispatchError, Result};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
 use crate::intent::Intent;
-use crate::report::{Fate, FlushReport};
+use crate::report::FlushReport;
 use crate::undelivered::Undelivered;
 
 /// How a scope's body ended.
@@ -315,14 +315,7 @@ pub(crate) fn settle(
         Err(failure) => failure,
     };
     report.dispatched = failure.dispatched;
-    let mut seen = 0;
-    report.entries.retain(|entry| {
-        if entry.fate != Fate::Dispatched {
-            return true;
-        }
-        seen += 1;
-        seen <= failure.dispatched
-    });
+    report.keep_dispatched(failure.dispatched);
     tracing::error!(
         target: "airlock",
         task = failure.failed_task,

@@ -176,7 +176,7 @@ pub use crate::policy::{
 pub use crate::portable::{PortablePolicy, portable_policy_of};
 pub use crate::receipt::{Receipt, record_receipts};
 pub use crate::registry::{Registration, RegistryError};
-pub use crate::report::{Fate, FlushReport, ReportEntry};
+pub use crate::report::{Entries, Fate, FlushReport, ReportEntry};
 pub use crate::scope::{
     ActiveScope, Outcome, Scope, buffered, capture, capture_async, capture_report, scope,
     scope_async, with_policy, with_policy_async,

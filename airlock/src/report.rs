@@ -36,19 +36,72 @@ pub struct ReportEntry {
 /// report, so they record only what is exceptional: the report inside their
 /// [`DispatchError`](crate::DispatchError) lists the dropped intents and
 /// counts, without naming, the dispatched ones.
+///
+/// Consecutive intents of one task with one fate are kept as one run, so a
+/// flush that drops a hundred thousand intents of one task records one line,
+/// not a hundred thousand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushReport {
-    pub(crate) entries: Vec<ReportEntry>,
+    pub(crate) runs: Vec<(ReportEntry, usize)>,
     pub(crate) dispatched: usize,
     pub(crate) captured: usize,
     pub(crate) detailed: bool,
     pub(crate) receipts: Vec<crate::Receipt>,
 }
 
+/// The entries of a [`FlushReport`], in order: see [`FlushReport::entries`].
+#[derive(Clone, Debug)]
+pub struct Entries<'a> {
+    runs: std::slice::Iter<'a, (ReportEntry, usize)>,
+    /// The run being walked, and how many of it are left.
+    current: Option<(ReportEntry, usize)>,
+    left: usize,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = ReportEntry;
+
+    fn next(&mut self) -> Option<ReportEntry> {
+        loop {
+            match &mut self.current {
+                Some((entry, count)) if *count > 0 => {
+                    *count -= 1;
+                    self.left -= 1;
+                    return Some(*entry);
+                }
+                _ => self.current = Some(*self.runs.next()?),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Entries<'_> {}
+
 impl FlushReport {
-    /// Every intent this flush judged, in order.
-    pub fn entries(&self) -> &[ReportEntry] {
-        &self.entries
+    /// Every intent this flush recorded, in order.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            runs: self.runs.iter(),
+            current: None,
+            left: self.runs.iter().map(|(_, count)| count).sum(),
+        }
+    }
+
+    /// Records one intent's fate.
+    #[inline]
+    pub(crate) fn push(&mut self, task: &'static str, fate: Fate) {
+        if let Some((last, count)) = self.runs.last_mut()
+            && std::ptr::eq(last.task, task)
+            && last.fate == fate
+        {
+            *count += 1;
+            return;
+        }
+        self.runs.push((ReportEntry { task, fate }, 1));
     }
 
     /// The names of the dispatched tasks, in dispatch order.
@@ -69,7 +122,7 @@ impl FlushReport {
 
     /// The dropped tasks, each with the policy that dropped it.
     pub fn dropped(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        self.entries.iter().filter_map(|e| match e.fate {
+        self.entries().filter_map(|e| match e.fate {
             Fate::Dropped { policy } => Some((e.task, policy)),
             _ => None,
         })
@@ -95,17 +148,28 @@ impl FlushReport {
     }
 
     fn with_fate(&self, keep: fn(Fate) -> bool) -> impl Iterator<Item = &'static str> + '_ {
-        self.entries
-            .iter()
-            .filter(move |e| keep(e.fate))
-            .map(|e| e.task)
+        self.entries().filter(move |e| keep(e.fate)).map(|e| e.task)
     }
 
     pub(crate) fn mark(&mut self, from: Fate, to: Fate) {
-        for entry in &mut self.entries {
+        for (entry, _) in &mut self.runs {
             if entry.fate == from {
                 entry.fate = to;
             }
         }
+    }
+
+    /// Keeps only the first `kept` dispatched entries: a dispatch that
+    /// failed part-way dispatched no more.
+    pub(crate) fn keep_dispatched(&mut self, kept: usize) {
+        let mut left = kept;
+        self.runs.retain_mut(|(entry, count)| {
+            if entry.fate != Fate::Dispatched {
+                return true;
+            }
+            *count = (*count).min(left);
+            left -= *count;
+            *count > 0
+        });
     }
 }

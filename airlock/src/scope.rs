@@ -13,7 +13,7 @@ use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
 use crate::kind::{self, Batch, Descendant, Exit, Release, ScopeKind};
 use crate::policy::{AllowAll, Policy};
-use crate::report::{Fate, FlushReport, ReportEntry};
+use crate::report::{Fate, FlushReport};
 use crate::undelivered::Undelivered;
 
 /// A scope to run code in: the builder for its policy (WHAT), executor (HOW)
@@ -155,17 +155,19 @@ impl Scope {
     /// If called from inside a policy or scope hook, which is a bug: hooks
     /// judge intents, they do not run units of work.
     pub fn run<R: Outcome>(self, f: impl FnOnce() -> R) -> R {
-        let entered = Entered::push(self);
-        let out = f();
-        let exit = if out.is_success() {
-            Exit::Success
-        } else {
-            Exit::Failure
-        };
-        match entered.finish(exit) {
-            Ok(_) => out,
-            Err(error) => fold_flush_error(out, exit, error),
-        }
+        CONTEXT.with(|cx| {
+            let entered = Entered::push_in(cx, self);
+            let out = f();
+            let exit = if out.is_success() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            };
+            match entered.finish_in(cx, exit) {
+                None => out,
+                Some(error) => fold_flush_error(out, exit, *error),
+            }
+        })
     }
 
     /// Runs `future` in this scope, which is current whenever the future is
@@ -623,19 +625,18 @@ pub(crate) struct Entered {
 }
 
 impl Entered {
-    #[inline]
     pub(crate) fn push(scope: Scope) -> Self {
-        CONTEXT.with(|cx| {
-            let frame = scope.into_frame(cx);
-            let id = frame.id;
-            if cx.push(frame).is_err() {
-                panic!(
-                    "airlock: a scope was opened inside a policy or scope hook; \
-                     hooks judge intents and cannot run units of work"
-                );
-            }
-            Entered { id, done: false }
-        })
+        CONTEXT.with(|cx| Entered::push_in(cx, scope))
+    }
+
+    #[inline]
+    fn push_in(cx: &Context, scope: Scope) -> Self {
+        let frame = scope.into_frame(cx);
+        let id = frame.id;
+        if cx.push(frame).is_err() {
+            hook_misuse();
+        }
+        Entered { id, done: false }
     }
 
     pub(crate) fn pop(mut self) -> Frame {
@@ -645,29 +646,50 @@ impl Entered {
             .expect("airlock: the current scope's frame vanished")
     }
 
-    /// Pops the frame and ends it, in one visit to the thread's context.
+    /// Pops the frame and ends it; the error, if any, boxed so that the
+    /// common path moves one word.
     #[inline]
-    fn finish(mut self, exit: Exit) -> Result<()> {
+    fn finish_in(mut self, cx: &Context, exit: Exit) -> Option<Box<Error>> {
         self.done = true;
-        CONTEXT.with(|cx| {
-            if end_in_place(cx, self.id, exit) {
-                return Ok(());
-            }
-            let frame = cx
-                .pop(self.id)
-                .expect("airlock: the current scope's frame vanished");
-            end_quietly(cx, frame, exit)
-        })
+        match end_in_place(cx, self.id, exit) {
+            InPlace::Ended => None,
+            InPlace::Failed(error) => Some(error),
+            InPlace::No => finish_popped(cx, self.id, exit),
+        }
     }
 }
 
+/// The general end of a closure scope's frame (see [`end_quietly`]).
+#[inline(never)]
+fn finish_popped(cx: &Context, id: u64, exit: Exit) -> Option<Box<Error>> {
+    let frame = cx
+        .pop(id)
+        .expect("airlock: the current scope's frame vanished");
+    end_quietly(cx, frame, exit).err().map(Box::new)
+}
+
+#[cold]
+fn hook_misuse() -> ! {
+    panic!(
+        "airlock: a scope was opened inside a policy or scope hook; \
+         hooks judge intents and cannot run units of work"
+    )
+}
+
 impl Drop for Entered {
+    #[inline]
     fn drop(&mut self) {
-        if !self.done
-            && let Ok(Some(frame)) = CONTEXT.try_with(|cx| cx.pop(self.id))
-        {
-            end_unattended(frame, Exit::Panic);
+        if !self.done {
+            unwound(self.id);
         }
+    }
+}
+
+/// Ends the frame of a closure scope whose body panicked.
+#[cold]
+fn unwound(id: u64) {
+    if let Ok(Some(frame)) = CONTEXT.try_with(|cx| cx.pop(id)) {
+        end_unattended(frame, Exit::Panic);
     }
 }
 
@@ -953,7 +975,7 @@ pub(crate) fn finish_in(
 ) -> Result<FlushReport> {
     match prepare_in(cx, frame, exit, detail) {
         Prepared::Done(report) => Ok(report),
-        Prepared::Inline(intents, report) => dispatch_inline(cx, intents, report),
+        Prepared::Inline(intents, report) => dispatch_inline(cx, intents, || report),
         Prepared::Dispatch(batch) => batch.dispatch(),
         Prepared::Failed(error) => Err(error),
     }
@@ -965,51 +987,99 @@ pub(crate) fn finish_in(
 /// nothing moves: a discard truncates the thread's buffer, and a captured
 /// scope's part simply becomes its parent's (rule 8; it has no policy for
 /// its intents to carry). Returns whether it ended the frame.
+///
+/// An outermost plain scope whose intents carry no policies of their own is
+/// dispatched from the thread's buffer too, which it takes whole and gives
+/// back emptied.
 #[inline]
-fn end_in_place(cx: &Context, id: u64, exit: Exit) -> bool {
+fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
     let Ok(mut frames) = cx.frames.try_borrow_mut() else {
-        return false;
+        return InPlace::No;
     };
     let Some(top) = frames.last() else {
-        return false;
+        return InPlace::No;
     };
-    if top.id != id || top.config.is_some() || top.shared.is_some() || top.captured.is_some() {
-        return false;
+    if top.id != id
+        || top.config.is_some()
+        || top.shared.is_some()
+        || top.captured.is_some()
+        || top.intents.capacity() != 0
+    {
+        return InPlace::No;
     }
     let mark = top.mark;
     let Ok(count) = cx.buffer.try_borrow().map(|b| b.len() - mark) else {
-        return false;
+        return InPlace::No;
     };
     if count == 0 {
-        cx.pop_attached(&mut frames);
+        let frame = cx.pop_attached(&mut frames);
+        // Checked above: it holds no setting, handle, buffer or chunk.
+        std::mem::forget(frame);
         if exit == Exit::Success {
             tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
         } else {
             tracing::debug!(target: "airlock", ?exit, discarded = 0, "scope discarded");
         }
-        return true;
+        return InPlace::Ended;
     }
     if exit != Exit::Success {
-        cx.pop_attached(&mut frames);
+        std::mem::forget(cx.pop_attached(&mut frames));
         drop(frames);
         // Dropped outside every borrow: a payload's `Drop` may call airlock.
         let part = cx.take_part(mark);
         discard_intents(cx, part, exit);
-        return true;
+        return InPlace::Ended;
     }
     let captured_by_plain_parent = frames.len() >= 2
         && frames[frames.len() - 2].kind().is_none()
         && !frames[frames.len() - 2].is_remote();
-    if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
-        return false;
+    if frames.len() == 1 {
+        return dispatch_in_place(cx, frames);
     }
-    cx.pop_attached(&mut frames);
+    if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
+        return InPlace::No;
+    }
+    std::mem::forget(cx.pop_attached(&mut frames));
     drop(frames);
     for intent in &mut cx.buffer.borrow_mut()[mark..] {
         intent.captured = true;
     }
     tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
-    true
+    InPlace::Ended
+}
+
+/// Dispatches the whole thread's buffer for the outermost plain scope (the
+/// only frame, on top of `frames`), if no intent carries a policy of its own.
+#[inline]
+fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Frame>>) -> InPlace {
+    let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
+        return InPlace::No;
+    };
+    if buffer.iter().any(Intent::has_policies) {
+        return InPlace::No;
+    }
+    let intents = std::mem::take(&mut *buffer);
+    drop(buffer);
+    std::mem::forget(cx.pop_attached(&mut frames));
+    drop(frames);
+    let count = intents.len();
+    tracing::debug!(target: "airlock", allowed = count, dropped = 0, captured = 0, "scope flushed");
+    match dispatch_inline(cx, intents, || FlushReport {
+        dispatched: count,
+        ..FlushReport::default()
+    }) {
+        Ok(_) => InPlace::Ended,
+        Err(error) => InPlace::Failed(Box::new(error)),
+    }
+}
+
+/// What [`end_in_place`] did.
+enum InPlace {
+    /// Not its case: the frame is still on the stack.
+    No,
+    Ended,
+    /// Ended, and its dispatch failed.
+    Failed(Box<Error>),
 }
 
 /// Ends a frame whose report nobody reads (the closure and future forms).
@@ -1081,7 +1151,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         dispatched: intents.len(),
         ..FlushReport::default()
     };
-    dispatch_inline(cx, intents, report).map(drop)
+    dispatch_inline(cx, intents, || report).map(drop)
 }
 
 /// The inline executor's loop, run here so the emptied buffer can be reused.
@@ -1089,7 +1159,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
 fn dispatch_inline(
     cx: &Context,
     mut intents: Vec<Intent>,
-    report: FlushReport,
+    report: impl FnOnce() -> FlushReport,
 ) -> Result<FlushReport> {
     for index in 0..intents.len() {
         // The intent stays whole until the flush ends, so a failure can hand
@@ -1103,12 +1173,12 @@ fn dispatch_inline(
                 .pop()
                 .expect("the failed intent is the last one left");
             let failure = DispatchFailure::new(index, failed, error, rest);
-            return kind::settle(report, Err(failure));
+            return kind::settle(report(), Err(failure));
         }
     }
     intents.clear();
     cx.recycle(intents);
-    Ok(report)
+    Ok(report())
 }
 
 /// How much a flush records in its report.
@@ -1254,10 +1324,7 @@ fn judge(intents: &mut Vec<Intent>, policy: Option<&dyn Policy>, report: &mut Fl
         }
         let fate = dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy });
         if report.detailed || fate != Fate::Dispatched {
-            report.entries.push(ReportEntry {
-                task: intent.name(),
-                fate,
-            });
+            report.push(intent.name(), fate);
         }
         dropped_by.is_none()
     });
