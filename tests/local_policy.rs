@@ -483,3 +483,96 @@ fn an_async_region_nests_in_the_region_around_it() {
     let names: Vec<_> = intents[0].policies().map(|p| p.name()).collect();
     assert_eq!(names, ["inner", "outer"]);
 }
+
+// ---------------------------------------------------------------------------
+// Enqueue checks behind policies that never reject.
+// ---------------------------------------------------------------------------
+
+/// Built-in policies that never reject at enqueue are not asked on every
+/// enqueue; a rejecting region outside or inside them still rejects, in
+/// regions, in async regions, in scopes and in combinations.
+#[test]
+fn a_rejecting_policy_is_asked_whatever_surrounds_it() {
+    let log = Log::new();
+    let rejected = |result: airlock::Result<()>| {
+        matches!(
+            result,
+            Err(Error::PolicyViolation {
+                policy: "AssertNoEffects",
+                ..
+            })
+        )
+    };
+    let mut scope = Scope::new().enter().unwrap();
+    // Rejecting outside, never-rejecting inside.
+    assert!(rejected(airlock::with_policy(AssertNoEffects, || {
+        airlock::with_policy(DropAll, || airlock::enqueue(log.record("a")))
+    })));
+    // Never-rejecting outside, rejecting inside.
+    assert!(rejected(airlock::with_policy(AllowAll, || {
+        airlock::with_policy(AssertNoEffects, || airlock::enqueue(log.record("b")))
+    })));
+    // In a tuple or a list beside one that never rejects.
+    assert!(rejected(airlock::with_policy(
+        (DropAll, AssertNoEffects),
+        || { airlock::enqueue(log.record("c")) }
+    )));
+    assert!(rejected(airlock::with_policy(
+        vec![
+            Box::new(DropAll) as Box<dyn airlock::Policy>,
+            Box::new(AssertNoEffects)
+        ],
+        || airlock::enqueue(log.record("d"))
+    )));
+    // A BlockTasks that rejects at enqueue is asked; one that drops at flush
+    // lets the intent be buffered.
+    let blocked = airlock::with_policy(BlockTasks::of::<Other>().reject_at_enqueue(), || {
+        airlock::enqueue(log.other("e"))
+    });
+    assert!(matches!(blocked, Err(Error::PolicyViolation { .. })));
+    airlock::with_policy(BlockTasks::of::<Other>(), || {
+        airlock::enqueue(log.other("f"))
+    })
+    .unwrap();
+    assert_eq!(scope.len(), 1);
+    scope.exit().unwrap();
+    assert_eq!(scope.flush().unwrap().dropped().count(), 1);
+
+    // Scopes: a rejecting scope below a never-rejecting one is asked.
+    let nested = Scope::new().policy(AssertNoEffects).run(|| {
+        Scope::new()
+            .policy(DropAll)
+            .run(|| airlock::enqueue(log.record("g")))
+    });
+    assert!(rejected(nested));
+    assert!(rejected(
+        Scope::new()
+            .policy((AllowAll, AssertNoEffects))
+            .run(|| airlock::enqueue(log.record("h")))
+    ));
+    assert!(log.runs().is_empty());
+}
+
+/// An async region made under a never-rejecting one, or around a rejecting
+/// one, still rejects.
+#[tokio::test]
+async fn a_rejecting_async_region_is_asked_whatever_surrounds_it() {
+    let log = Log::new();
+    let mut scope = Scope::new().enter().unwrap();
+    let inner = airlock::with_policy_async(DropAll, async { airlock::enqueue(log.record("a")) });
+    let result = airlock::with_policy_async(AssertNoEffects, inner).await;
+    assert!(
+        matches!(result, Err(Error::PolicyViolation { .. })),
+        "{result:?}"
+    );
+    let inner =
+        airlock::with_policy_async(AssertNoEffects, async { airlock::enqueue(log.record("b")) });
+    let result = airlock::with_policy_async(AllowAll, inner).await;
+    assert!(
+        matches!(result, Err(Error::PolicyViolation { .. })),
+        "{result:?}"
+    );
+    assert!(scope.is_empty());
+    scope.exit().unwrap();
+    scope.discard().unwrap();
+}

@@ -20,6 +20,7 @@
 //! still emit the item as it was, so the rest of the crate keeps compiling.
 //! The compile-fail cases in the repository's `ui-tests/` show each message.
 
+#![forbid(unsafe_code)]
 mod judge;
 mod options;
 mod scoped;

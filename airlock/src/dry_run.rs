@@ -73,6 +73,10 @@ impl Policy for DryRun {
         self.lock().push(intent.clone());
         false
     }
+
+    fn checks_enqueue(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for DryRun {

@@ -108,6 +108,7 @@
 //! - `sqlx-postgres`, `sqlx-sqlite`: [`sqlx`](mod@crate::sqlx), a database
 //!   transaction as a scope (effects only after COMMIT) and a durable outbox
 //!   with its relay.
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apalis-redis")]

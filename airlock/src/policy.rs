@@ -74,6 +74,15 @@ pub trait Policy: Send + Sync + 'static {
         (!self.allows(intent)).then(|| self.name())
     }
 
+    /// Whether [`on_enqueue`](Policy::on_enqueue) may reject anything.
+    /// `false` lets airlock skip the call on every enqueue; say so only if
+    /// `on_enqueue` is the default. Built-in policies that never reject at
+    /// enqueue return `false`.
+    #[doc(hidden)]
+    fn checks_enqueue(&self) -> bool {
+        true
+    }
+
     /// [`on_enqueue`](Policy::on_enqueue) with the name of the policy that
     /// rejected: combinators report the member that said no.
     #[doc(hidden)]
@@ -141,6 +150,9 @@ macro_rules! forward_policy {
             fn portable(&self) -> Option<crate::PortablePolicy> {
                 (**self).portable()
             }
+            fn checks_enqueue(&self) -> bool {
+                (**self).checks_enqueue()
+            }
         }
     )*};
 }
@@ -178,6 +190,9 @@ impl<P: Policy> Policy for Vec<P> {
     fn portable(&self) -> Option<crate::PortablePolicy> {
         crate::PortablePolicy::combine(self.iter().filter_map(Policy::portable))
     }
+    fn checks_enqueue(&self) -> bool {
+        self.iter().any(Policy::checks_enqueue)
+    }
 }
 
 macro_rules! tuple_policy {
@@ -213,6 +228,11 @@ macro_rules! tuple_policy {
                 let ($($name,)+) = self;
                 crate::PortablePolicy::combine([$($name.portable()),+].into_iter().flatten())
             }
+            #[allow(non_snake_case)]
+            fn checks_enqueue(&self) -> bool {
+                let ($($name,)+) = self;
+                $($name.checks_enqueue())||+
+            }
         }
     };
 }
@@ -230,6 +250,10 @@ impl Policy for AllowAll {
     fn name(&self) -> &'static str {
         "AllowAll"
     }
+
+    fn checks_enqueue(&self) -> bool {
+        false
+    }
 }
 
 /// Buffers everything and dispatches nothing: a dry run, a migration, a
@@ -243,6 +267,10 @@ impl Policy for DropAll {
     }
 
     fn allows(&self, _: &Intent) -> bool {
+        false
+    }
+
+    fn checks_enqueue(&self) -> bool {
         false
     }
 }
@@ -406,6 +434,10 @@ impl Policy for BlockTasks {
     fn allows(&self, intent: &Intent) -> bool {
         !self.blocks(intent.name())
     }
+
+    fn checks_enqueue(&self) -> bool {
+        self.reject
+    }
 }
 
 /// Allows everything and logs each intent through `tracing` as it is judged at
@@ -457,6 +489,10 @@ impl Policy for LogOnFlush {
         }
         true
     }
+
+    fn checks_enqueue(&self) -> bool {
+        false
+    }
 }
 
 /// Local policy regions in force, innermost first: an immutable list shared by
@@ -466,20 +502,35 @@ pub(crate) struct PolicyChain(Arc<Node<dyn Policy>>);
 
 struct Node<P: ?Sized> {
     next: Option<PolicyChain>,
+    /// Whether this region or one outside it checks enqueues
+    /// ([`Policy::checks_enqueue`]).
+    checks: bool,
     policy: P,
 }
 
 impl PolicyChain {
     pub(crate) fn push<P: Policy>(next: Option<PolicyChain>, policy: P) -> Self {
-        PolicyChain(Arc::new(Node { next, policy }))
+        let checks = policy.checks_enqueue() || next.as_ref().is_some_and(PolicyChain::checks);
+        PolicyChain(Arc::new(Node {
+            next,
+            checks,
+            policy,
+        }))
     }
 
     /// Links a freshly made region (not yet shared) above `outer`.
     pub(crate) fn on_top_of(mut self, outer: PolicyChain) -> Self {
         if let Some(node) = Arc::get_mut(&mut self.0) {
+            node.checks |= outer.checks();
             node.next = Some(outer);
         }
         self
+    }
+
+    /// Whether any region in the chain checks enqueues.
+    #[inline]
+    pub(crate) fn checks(&self) -> bool {
+        self.0.checks
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn Policy> {
