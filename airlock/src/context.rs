@@ -13,6 +13,7 @@
 //! memory: no lock, no atomic.
 
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::buffer::Captured;
@@ -280,8 +281,14 @@ impl Frame {
     }
 }
 
+/// A frame on the stack. Held as `ManuallyDrop` so that a plain frame leaves
+/// the stack with no drop glue ([`Context::drop_plain_top`]); every other way
+/// off the stack takes the frame out whole, and the context drops what is
+/// left when the thread ends.
+pub(crate) type Slot = ManuallyDrop<Frame>;
+
 pub(crate) struct Context {
-    pub(crate) frames: RefCell<Vec<Frame>>,
+    pub(crate) frames: RefCell<Vec<Slot>>,
     /// The intents of every frame on the stack, each frame's from its mark.
     pub(crate) buffer: RefCell<Vec<Intent>>,
     /// How many frames on the stack have a policy to consult at enqueue, so
@@ -332,6 +339,16 @@ thread_local! {
             pool: RefCell::new(Vec::new()),
         }
     };
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // Scopes still current when the thread ends (leaked `ActiveScope`s)
+        // end here: their handles close.
+        for frame in self.frames.get_mut().drain(..) {
+            drop(ManuallyDrop::into_inner(frame));
+        }
+    }
 }
 
 /// Marks the thread as inside a user hook for as long as it lives, so that a
@@ -434,7 +451,7 @@ impl Context {
     /// its part of the thread's buffer.
     pub(crate) fn with_own<R>(
         &self,
-        frames: &[Frame],
+        frames: &[Slot],
         index: usize,
         f: impl FnOnce(&Frame, &[Intent]) -> R,
     ) -> Option<R> {
@@ -449,7 +466,7 @@ impl Context {
     /// (whose marks then move up).
     pub(crate) fn extend_part(
         &self,
-        frames: &mut [Frame],
+        frames: &mut [Slot],
         index: usize,
         intents: impl IntoIterator<Item = Intent>,
     ) {
@@ -535,21 +552,36 @@ impl Context {
         if self.in_hook() {
             return Err(frame);
         }
+        self.push_frame(frame);
+        Ok(())
+    }
+
+    /// [`push`](Context::push), for a caller that checked it is not in a
+    /// hook.
+    #[inline]
+    pub(crate) fn push_frame(&self, mut frame: Frame) {
         let mut frames = self.frames.borrow_mut();
-        let mut frame = frame;
         self.attach(&mut frame);
         if frame.judges() {
             self.judging.set(self.judging.get() + 1);
         }
-        frames.push(frame);
-        Ok(())
+        frames.push(ManuallyDrop::new(frame));
+    }
+
+    /// Drops the top frame, which the caller checked holds nothing (no
+    /// settings, handle, intents of its own or chunks): its part of the
+    /// buffer stays where it is.
+    #[inline]
+    pub(crate) fn drop_plain_top(&self, frames: &mut Vec<Slot>) {
+        debug_assert!(frames.last().is_some_and(|f| !f.judges()));
+        frames.truncate(frames.len() - 1);
     }
 
     /// Takes the top frame off the stack, leaving its intents in the thread's
     /// buffer (the caller moves or drops them).
     #[inline]
-    pub(crate) fn pop_attached(&self, frames: &mut Vec<Frame>) -> Option<Frame> {
-        let frame = frames.pop()?;
+    pub(crate) fn pop_attached(&self, frames: &mut Vec<Slot>) -> Option<Frame> {
+        let frame = ManuallyDrop::into_inner(frames.pop()?);
         if frame.judges() {
             self.judging.set(self.judging.get() - 1);
         }
@@ -585,7 +617,7 @@ impl Context {
             "a scope ended while scopes entered after it were still current; \
              exit ActiveScopes in the reverse order of entering them"
         );
-        let mut frame = frames.remove(at);
+        let mut frame = ManuallyDrop::into_inner(frames.remove(at));
         if frame.judges() {
             self.judging.set(self.judging.get() - 1);
         }
@@ -663,7 +695,7 @@ impl Context {
 
     /// The policies of the current scope and its enclosing scopes, innermost
     /// first, as a handle to it must see them.
-    pub(crate) fn scope_policies(frames: &[Frame]) -> Vec<Arc<dyn Policy>> {
+    pub(crate) fn scope_policies(frames: &[Slot]) -> Vec<Arc<dyn Policy>> {
         let mut policies = Vec::new();
         for frame in frames.iter().rev() {
             match (&frame.shared, frame.is_remote()) {
@@ -679,12 +711,17 @@ impl Context {
 
     /// Whether the defaults in force are the built-in ones: one atomic load
     /// when nothing changed since the last look.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn defaults_are_builtin(&self) -> bool {
         let generation = config::generation();
         if self.builtin_at.get() == generation {
             return true;
         }
+        self.check_builtin(generation)
+    }
+
+    #[inline(never)]
+    fn check_builtin(&self, generation: u64) -> bool {
         let builtin = self.with_defaults(|d| d.config.is_none());
         let overridden = self.defaults_override.borrow().is_some();
         if builtin && !overridden {
@@ -723,7 +760,7 @@ impl Context {
 #[inline]
 fn check_on_enqueue(
     intent: &Intent,
-    frames: &[Frame],
+    frames: &[Slot],
 ) -> std::result::Result<(), (&'static str, crate::policy::Violation)> {
     if let Some(local) = &intent.local {
         local.iter().try_for_each(|p| p.rejected_by(intent))?;

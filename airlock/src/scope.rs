@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::buffer::{Captured, capture_into, mark_captured};
-use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard};
+use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard, Slot};
 use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
@@ -631,11 +631,12 @@ impl Entered {
 
     #[inline]
     fn push_in(cx: &Context, scope: Scope) -> Self {
-        let frame = scope.into_frame(cx);
-        let id = frame.id;
-        if cx.push(frame).is_err() {
+        if cx.in_hook() {
             hook_misuse();
         }
+        let frame = scope.into_frame(cx);
+        let id = frame.id;
+        cx.push_frame(frame);
         Entered { id, done: false }
     }
 
@@ -1012,9 +1013,9 @@ fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
         return InPlace::No;
     };
     if count == 0 {
-        let frame = cx.pop_attached(&mut frames);
-        // Checked above: it holds no setting, handle, buffer or chunk.
-        std::mem::forget(frame);
+        // Checked above: it holds no setting, handle, buffer or chunk, and
+        // no policy counts it as judging.
+        cx.drop_plain_top(&mut frames);
         if exit == Exit::Success {
             tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
         } else {
@@ -1023,7 +1024,7 @@ fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
         return InPlace::Ended;
     }
     if exit != Exit::Success {
-        std::mem::forget(cx.pop_attached(&mut frames));
+        cx.drop_plain_top(&mut frames);
         drop(frames);
         // Dropped outside every borrow: a payload's `Drop` may call airlock.
         let part = cx.take_part(mark);
@@ -1039,7 +1040,7 @@ fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
     if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
         return InPlace::No;
     }
-    std::mem::forget(cx.pop_attached(&mut frames));
+    cx.drop_plain_top(&mut frames);
     drop(frames);
     for intent in &mut cx.buffer.borrow_mut()[mark..] {
         intent.captured = true;
@@ -1051,7 +1052,7 @@ fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
 /// Dispatches the whole thread's buffer for the outermost plain scope (the
 /// only frame, on top of `frames`), if no intent carries a policy of its own.
 #[inline]
-fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Frame>>) -> InPlace {
+fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>) -> InPlace {
     let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
         return InPlace::No;
     };
@@ -1060,7 +1061,7 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Frame>>
     }
     let intents = std::mem::take(&mut *buffer);
     drop(buffer);
-    std::mem::forget(cx.pop_attached(&mut frames));
+    cx.drop_plain_top(&mut frames);
     drop(frames);
     let count = intents.len();
     tracing::debug!(target: "airlock", allowed = count, dropped = 0, captured = 0, "scope flushed");
