@@ -408,6 +408,22 @@ impl Context {
         }
     }
 
+    /// [`recycle`](Context::recycle) for an emptied buffer that was the
+    /// thread's: the common case is one check.
+    #[inline]
+    pub(crate) fn give_back(&self, buffer: Vec<Intent>) {
+        match self.buffer.try_borrow_mut() {
+            Ok(mut current)
+                if current.capacity() == 0
+                    && buffer.is_empty()
+                    && buffer.capacity() * size_of::<Intent>() <= KEPT_BYTES =>
+            {
+                *current = buffer;
+            }
+            _ => self.recycle(buffer),
+        }
+    }
+
     fn keep(&self, mut buffer: Vec<Intent>) {
         // Payloads drop before any borrow: their `Drop` may call airlock.
         buffer.clear();
@@ -636,10 +652,9 @@ impl Context {
         let Some(mut intent) = slot.take() else {
             unreachable!("airlock: enqueue without an intent")
         };
-        let task = intent.name();
         if self.in_hook() {
             return Err(Error::EnqueueInHook {
-                task,
+                task: intent.name(),
                 intent: Box::new(intent),
             });
         }
@@ -647,13 +662,13 @@ impl Context {
         // the stack (a payload's `Drop`): refuse rather than panic.
         let Ok(frames) = self.frames.try_borrow() else {
             return Err(Error::EnqueueInHook {
-                task,
+                task: intent.name(),
                 intent: Box::new(intent),
             });
         };
         if frames.is_empty() {
             return Err(Error::NoScope {
-                task,
+                task: intent.name(),
                 intent: Box::new(intent),
             });
         }
@@ -665,7 +680,7 @@ impl Context {
             let _hook = HookGuard::enter(self);
             if let Err((policy, violation)) = check_on_enqueue(&intent, &frames) {
                 return Err(Error::PolicyViolation {
-                    task,
+                    task: intent.name(),
                     policy,
                     violation,
                     intent: Box::new(intent),
@@ -685,7 +700,7 @@ impl Context {
         let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
             drop(frames);
             return Err(Error::EnqueueInHook {
-                task,
+                task: intent.name(),
                 intent: Box::new(intent),
             });
         };
@@ -869,5 +884,66 @@ impl Drop for DefaultsOverride {
             cx.builtin_at.set(u64::MAX);
             cx.defaults_override.replace(previous)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The thread's buffer: kept between scopes up to its cap, grown by a
+    //! quarter. Memory, not behaviour: the behaviour tests cannot see it.
+    use super::*;
+    use crate::{DropAll, Run, Scope, Task};
+
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Nop;
+
+    impl Task for Nop {
+        const NAME: &'static str = "nop";
+        fn run(self) -> Run {
+            Run::ok()
+        }
+    }
+
+    fn kept_capacity() -> usize {
+        CONTEXT.with(|cx| cx.buffer.borrow().capacity())
+    }
+
+    fn buffer_scope(n: usize) {
+        Scope::new()
+            .policy(DropAll)
+            .run(|| (0..n).try_for_each(|_| crate::enqueue(Nop)))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_buffer_is_kept_up_to_its_cap() {
+        std::thread::spawn(|| {
+            assert_eq!(kept_capacity(), 0);
+            buffer_scope(1_000);
+            let kept = kept_capacity();
+            assert!(kept >= 1_000, "kept {kept}");
+            // A second scope of the same size reuses it.
+            buffer_scope(1_000);
+            assert_eq!(kept_capacity(), kept);
+            // One larger than the cap gives its memory back.
+            let over = KEPT_BYTES / size_of::<Intent>() + 1;
+            buffer_scope(over);
+            assert_eq!(kept_capacity(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_buffer_grows_by_a_quarter() {
+        let mut buffer = Vec::new();
+        let mut capacities = Vec::new();
+        for _ in 0..200 {
+            Context::push_intent(&mut buffer, Intent::new(Nop));
+            if capacities.last() != Some(&buffer.capacity()) {
+                capacities.push(buffer.capacity());
+            }
+        }
+        assert_eq!(capacities, [16, 32, 48, 64, 80, 100, 125, 156, 195, 243]);
     }
 }

@@ -352,10 +352,17 @@ impl Names {
     fn contains(&self, name: &str) -> bool {
         match self {
             Names::None => false,
-            Names::One(blocked) => blocked == name,
-            Names::Many(blocked) => blocked.iter().any(|blocked| blocked == name),
+            Names::One(blocked) => same_name(blocked, name),
+            Names::Many(blocked) => blocked.iter().any(|blocked| same_name(blocked, name)),
         }
     }
+}
+
+/// Name equality, answering at once for the common case of both sides being
+/// the task's own `NAME` constant.
+#[inline]
+fn same_name(blocked: &str, name: &str) -> bool {
+    std::ptr::eq(blocked, name) || blocked == name
 }
 
 impl BlockTasks {

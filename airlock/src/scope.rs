@@ -1178,7 +1178,8 @@ fn dispatch_inline(
         }
     }
     intents.clear();
-    cx.recycle(intents);
+    // The outermost scope took the thread's buffer: give it back.
+    cx.give_back(intents);
     Ok(report())
 }
 
