@@ -182,22 +182,39 @@ where
                     *this.state = State::Running(FrameSlot(Some(frame)));
                 }
                 State::Running(slot) => {
-                    let poll = {
-                        let _lend = Lend::new(&mut slot.0);
+                    let ready = {
+                        let lend = Lend::new(&mut slot.0);
                         let future = this.future.as_mut().as_pin_mut();
-                        future
+                        let poll = future
                             .expect("airlock: ScopeFuture polled after drop")
-                            .poll(cx)
+                            .poll(cx);
+                        poll.map(|out| {
+                            let exit = if out.is_success() {
+                                Exit::Success
+                            } else {
+                                Exit::Failure
+                            };
+                            // The common ends (empty, discarded, captured by
+                            // a plain parent) happen with the frame still
+                            // current, moving nothing; the lend then finds
+                            // it gone.
+                            let ended = CONTEXT.with(|cx| {
+                                matches!(
+                                    scope::end_in_place(cx, lend.id, exit, false),
+                                    scope::InPlace::Ended
+                                )
+                            });
+                            (out, exit, ended)
+                        })
                     };
-                    let Poll::Ready(out) = poll else {
+                    let Poll::Ready((out, exit, ended)) = ready else {
                         return Poll::Pending;
                     };
+                    if ended {
+                        *this.state = State::Done;
+                        return Poll::Ready(out);
+                    }
                     let frame = slot.0.take().expect("airlock: scope frame lost in poll");
-                    let exit = if out.is_success() {
-                        Exit::Success
-                    } else {
-                        Exit::Failure
-                    };
                     let (intents, executor, report) =
                         match scope::prepare(frame, exit, Detail::Exceptions).into_dispatch() {
                             Ok(Ok(_)) => {

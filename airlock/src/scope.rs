@@ -652,7 +652,7 @@ impl Entered {
     #[inline]
     fn finish_in(mut self, cx: &Context, exit: Exit) -> Option<Box<Error>> {
         self.done = true;
-        match end_in_place(cx, self.id, exit) {
+        match end_in_place(cx, self.id, exit, true) {
             InPlace::Ended => None,
             InPlace::Failed(error) => Some(error),
             InPlace::No => finish_popped(cx, self.id, exit),
@@ -992,8 +992,11 @@ pub(crate) fn finish_in(
 /// An outermost plain scope whose intents carry no policies of their own is
 /// dispatched from the thread's buffer too, which it takes whole and gives
 /// back emptied.
+///
+/// `dispatch`: whether an outermost scope may dispatch here, synchronously
+/// (not for a future, whose asynchronous tasks are awaited).
 #[inline]
-fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
+pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) -> InPlace {
     let Ok(mut frames) = cx.frames.try_borrow_mut() else {
         return InPlace::No;
     };
@@ -1035,7 +1038,11 @@ fn end_in_place(cx: &Context, id: u64, exit: Exit) -> InPlace {
         && frames[frames.len() - 2].kind().is_none()
         && !frames[frames.len() - 2].is_remote();
     if frames.len() == 1 {
-        return dispatch_in_place(cx, frames);
+        return if dispatch {
+            dispatch_in_place(cx, frames)
+        } else {
+            InPlace::No
+        };
     }
     if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
         return InPlace::No;
@@ -1075,7 +1082,7 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>)
 }
 
 /// What [`end_in_place`] did.
-enum InPlace {
+pub(crate) enum InPlace {
     /// Not its case: the frame is still on the stack.
     No,
     Ended,
