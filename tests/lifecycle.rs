@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use airlock::{ActiveScope, Error, Scope, StateErrorKind};
-use airlock_tests::{Log, Record};
+use airlock_tests::{Log, Record, labels};
 
 /// The kind of the state error in `result`, or a panic explaining what came
 /// instead.
@@ -620,4 +620,33 @@ fn a_closure_scope_failed_flush_report_names_the_dispatched() {
     let report = scope.flush().unwrap();
     assert!(report.is_detailed());
     assert_eq!(report.dispatched().collect::<Vec<_>>(), ["record"]);
+}
+
+/// A scope dropped while a scope entered after it is still current ends
+/// from below: its own intents are discarded, and the later scope keeps
+/// exactly its own, before and after, whatever they share underneath.
+#[test]
+fn a_scope_dropped_from_below_takes_only_its_own_intents() {
+    let log = Log::new();
+    let first = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("first-1")).unwrap();
+    airlock::enqueue(log.record("first-2")).unwrap();
+    let mut second = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("second-1")).unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(labels(&first.intents()), ["first-1", "first-2"]);
+    drop(first);
+    assert_eq!(labels(&second.intents()), ["second-1"]);
+    airlock::enqueue(log.record("second-2")).unwrap();
+    assert_eq!(labels(&airlock::buffered()), ["second-1", "second-2"]);
+    second.exit().unwrap();
+    assert_eq!(second.len(), 2);
+    // It was entered inside the first, which is gone: it cannot hand its
+    // intents on, and says so; a discard still works.
+    assert_eq!(
+        state_kind(second.flush()),
+        StateErrorKind::EnclosingNotCurrent
+    );
+    assert_eq!(second.discard().unwrap(), 2);
+    assert!(log.runs().is_empty());
 }

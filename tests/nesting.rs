@@ -715,3 +715,30 @@ fn a_captured_chunk_moves_on_with_a_small_scope() {
     outer.flush().unwrap();
     assert_eq!(log.runs(), labels);
 }
+
+/// Rule 8 across three levels: what a selective scope releases lands in the
+/// scope around it, between that scope's own intents and the selective
+/// scope's, and each scope keeps exactly its own.
+#[test]
+fn released_intents_land_in_the_grandparent_in_order() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("outer")).unwrap();
+    let mut middle = Scope::new().kind(RecordsOnly).enter().unwrap();
+    airlock::enqueue(log.other("middle")).unwrap();
+    let mut inner = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("released")).unwrap();
+    airlock::enqueue(log.other("kept")).unwrap();
+    inner.exit().unwrap();
+    inner.flush().unwrap();
+    assert_eq!(labels(&outer.intents()), ["outer", "released"]);
+    assert_eq!(labels(&middle.intents()), ["middle", "kept"]);
+    // The middle scope is still current and still takes enqueues.
+    airlock::enqueue(log.other("late")).unwrap();
+    assert_eq!(labels(&middle.intents()), ["middle", "kept", "late"]);
+    middle.exit().unwrap();
+    middle.flush().unwrap();
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["outer", "released", "middle", "kept", "late"]);
+}

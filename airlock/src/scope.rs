@@ -1034,17 +1034,14 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
         discard_intents(cx, part, exit);
         return InPlace::Ended;
     }
-    let captured_by_plain_parent = frames.len() >= 2
-        && frames[frames.len() - 2].kind().is_none()
-        && !frames[frames.len() - 2].is_remote();
-    if frames.len() == 1 {
+    let Some(parent) = frames.len().checked_sub(2).map(|at| &frames[at]) else {
         return if dispatch {
             dispatch_in_place(cx, frames)
         } else {
             InPlace::No
         };
-    }
-    if !captured_by_plain_parent || count > crate::buffer::MOVE_LIMIT {
+    };
+    if parent.kind().is_some() || parent.is_remote() || count > crate::buffer::MOVE_LIMIT {
         return InPlace::No;
     }
     cx.drop_plain_top(&mut frames);
