@@ -130,6 +130,7 @@ fn builtin_defaults_allow_everything() {
         assert_eq!(defaults.policy_name(), "AllowAll");
         assert!(defaults.executor_is_inline());
         assert!(defaults.kind_is_plain());
+        assert!(defaults.undelivered_is_logged());
         airlock::scope(|| airlock::enqueue(log.record("a"))).unwrap();
     });
     assert_eq!(log.runs(), ["a"]);
@@ -146,12 +147,14 @@ fn defaults_read_back() {
         Defaults::new()
             .policy(DropAll)
             .executor(Recorder::default())
-            .kind(AlwaysFlush),
+            .kind(AlwaysFlush)
+            .on_undelivered(|_| {}),
         || {
             let defaults = airlock::defaults();
             assert_eq!(defaults.policy_name(), "DropAll");
             assert!(!defaults.executor_is_inline());
             assert!(!defaults.kind_is_plain());
+            assert!(!defaults.undelivered_is_logged());
         },
     );
 }
