@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use airlock::{
     AllowAll, Defaults, Dispatch, DropAll, Executor, Exit, Independent, InlineExecutor, Intent,
-    LogOnFlush, Run, Scope, ScopeKind, Task,
+    LogOnFlush, Run, Scope, ScopeKind, Task, Undelivered,
 };
 use airlock_tests::Log;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,7 @@ fn builtin_defaults_allow_everything() {
         assert_eq!(defaults.policy_name(), "AllowAll");
         assert!(defaults.executor_is_inline());
         assert!(defaults.kind_is_plain());
+        assert!(defaults.undelivered_is_logged());
         airlock::scope(|| airlock::enqueue(log.record("a"))).unwrap();
     });
     assert_eq!(log.runs(), ["a"]);
@@ -146,12 +147,14 @@ fn defaults_read_back() {
         Defaults::new()
             .policy(DropAll)
             .executor(Recorder::default())
-            .kind(AlwaysFlush),
+            .kind(AlwaysFlush)
+            .on_undelivered(|_| {}),
         || {
             let defaults = airlock::defaults();
             assert_eq!(defaults.policy_name(), "DropAll");
             assert!(!defaults.executor_is_inline());
             assert!(!defaults.kind_is_plain());
+            assert!(!defaults.undelivered_is_logged());
         },
     );
 }
@@ -426,9 +429,27 @@ async fn with_defaults_async_default_executor() {
 fn configure_then_reset_round_trip() {
     // Blocks only a task no other test enqueues, so tests running in
     // parallel (all under overrides anyway) cannot be affected.
-    airlock::configure(Defaults::new().policy(airlock::BlockTasks::of::<GloballyBlocked>()));
+    static LOST: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    airlock::configure(
+        Defaults::new()
+            .policy(airlock::BlockTasks::of::<GloballyBlocked>())
+            .on_undelivered(|lost: Undelivered| LOST.lock().unwrap().push(lost.cause().into())),
+    );
 
     assert_eq!(airlock::defaults().policy_name(), "BlockTasks");
+    // Intents lost on a thread that has not read the defaults yet reach the
+    // configured hook, not the built-in log.
+    std::thread::spawn(|| {
+        let lost = vec![Intent::new(GloballyBlocked)];
+        airlock::undelivered(Undelivered::new(lost, "lost on a fresh thread"));
+    })
+    .join()
+    .unwrap();
+    let lost = LOST.lock().unwrap().clone();
+    assert!(
+        lost.iter().any(|c| c == "lost on a fresh thread"),
+        "{lost:?}"
+    );
     // Every plain scope sees the configured defaults, not only the first
     // one a thread opens after the change (the thread caches them).
     std::thread::spawn(|| {

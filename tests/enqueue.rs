@@ -538,6 +538,53 @@ fn dispatch_error_message_names_the_task_and_the_way_back() {
     assert_eq!(log.runs(), ["ok", "boom"]);
 }
 
+/// Runs every intent but the last, which it consumes and fails to send (its
+/// queue is full), so it has nothing to hand back.
+struct FullQueue;
+
+impl airlock::Executor for FullQueue {
+    fn dispatch(&self, intents: airlock::Intents) -> airlock::Dispatch {
+        let mut intents = intents.into_vec();
+        let last = intents.pop().expect("flushes are never empty");
+        let dispatched = intents.len();
+        for intent in intents {
+            let ran = intent.run().wait();
+            assert!(ran.is_ok());
+        }
+        airlock::Dispatch::Done(Err(airlock::DispatchFailure {
+            dispatched,
+            failed_task: last.name(),
+            failed: None,
+            error: "the queue is full".into(),
+            not_attempted: Vec::new(),
+        }))
+    }
+}
+
+/// Error messages: a failed flush with nothing to hand back (the executor
+/// consumed the failed intent, nothing came after it) does not promise
+/// intents to retry, and still keeps the executor's error as its source.
+#[test]
+fn dispatch_error_message_with_nothing_handed_back() {
+    let log = Log::new();
+    let error = airlock::Scope::new()
+        .executor(FullQueue)
+        .run(|| -> airlock::Result<()> {
+            airlock::enqueue(log.record("sent"))?;
+            airlock::enqueue(log.other("lost"))
+        })
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "dispatching `other` failed after 1 intent(s) were dispatched"
+    );
+    let source = std::error::Error::source(&error).expect("the executor's error is the source");
+    assert_eq!(source.to_string(), "the queue is full");
+    assert_eq!(error.task(), Some("other"));
+    assert!(error.into_undispatched().is_empty());
+    assert_eq!(log.runs(), ["sent"]);
+}
+
 /// `Error::task` names the task of a registry error too.
 #[test]
 fn error_task_names_the_task_of_a_registry_error() {

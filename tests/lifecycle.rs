@@ -4,7 +4,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use airlock::{ActiveScope, Error, Scope, StateErrorKind};
+use airlock::{ActiveScope, Error, Scope, StateError, StateErrorKind};
 use airlock_tests::{Log, Record, labels};
 
 /// The kind of the state error in `result`, or a panic explaining what came
@@ -481,6 +481,43 @@ fn active_scope_debug_shows_state() {
     assert!(format!("{scope:?}").contains("exited"));
     scope.discard().unwrap();
     assert!(format!("{scope:?}").contains("discarded"));
+}
+
+/// The state error in `result`, or a panic explaining what came instead.
+fn state_error<T: std::fmt::Debug>(result: airlock::Result<T>) -> StateError {
+    match result {
+        Err(Error::State(state)) => state,
+        other => panic!("expected a state error, got {other:?}"),
+    }
+}
+
+/// Rule 12: state errors compare by what went wrong (the rule broken and the
+/// task), not by the intent an ended handle hands back.
+#[test]
+fn state_errors_compare_by_rule_and_task() {
+    let mut scope = Scope::new().enter().unwrap();
+    let still_current = state_error(scope.flush());
+    assert_eq!(still_current, state_error(scope.discard()), "same rule");
+    scope.exit().unwrap();
+    scope.flush().unwrap();
+    let already_flushed = state_error(scope.flush());
+    assert_ne!(still_current, already_flushed, "different rules");
+
+    let log = Log::new();
+    let ended = airlock::scope(airlock::handle).unwrap();
+    let late = state_error(ended.enqueue(log.record("late")));
+    let later = state_error(ended.enqueue(log.record("later")));
+    let label = |state: &StateError| {
+        let record = state.intent().and_then(|i| i.payload::<Record>());
+        record.map(|r| r.label.clone())
+    };
+    assert_eq!(label(&late).as_deref(), Some("late"), "hands back its own");
+    assert_eq!(label(&later).as_deref(), Some("later"));
+    assert_eq!(late, later, "same rule, same task");
+    let other = state_error(ended.enqueue(log.other("late")));
+    assert_eq!(other.kind(), late.kind());
+    assert_ne!(late, other, "same rule, another task");
+    assert!(log.runs().is_empty());
 }
 
 // ---------------------------------------------------------------------------
