@@ -1,5 +1,5 @@
 //! The seven workloads of the Python reference benchmark
-//! (`shared/bench/airlock-py/bench_airlock.py`), doing the same work, plus the
+//! (`bench/reference/airlock-py/bench_airlock.py`), doing the same work, plus the
 //! floor they are measured against.
 //!
 //! ```text
