@@ -687,3 +687,25 @@ fn a_scope_dropped_from_below_takes_only_its_own_intents() {
     assert_eq!(second.discard().unwrap(), 2);
     assert!(log.runs().is_empty());
 }
+
+/// A closure scope that returns an `ActiveScope` it entered, still current,
+/// ends its own frame from below: the active scope stays current and
+/// captures the closure scope's intents (it is the current scope then).
+#[test]
+fn a_closure_scope_ends_itself_under_an_active_scope_it_returns() {
+    let log = Log::new();
+    let mut active = airlock::scope(|| {
+        airlock::enqueue(log.record("s"))?;
+        Scope::new().enter()
+    })
+    .unwrap();
+    assert_eq!(labels(&active.intents()), ["s"]);
+    active.exit().unwrap();
+    // It was entered inside the closure scope, which has ended.
+    assert_eq!(
+        state_kind(active.flush()),
+        StateErrorKind::EnclosingNotCurrent
+    );
+    assert_eq!(active.discard().unwrap(), 1);
+    assert!(log.runs().is_empty());
+}

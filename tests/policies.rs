@@ -823,6 +823,33 @@ fn report_runs_list_every_intent_in_order() {
     );
     assert_eq!(report.entries().len(), 6);
     assert_eq!(report.entries().size_hint(), (6, Some(6)));
+    // It counts down as it goes, across runs.
+    let mut entries = report.entries();
+    for left in (0..6).rev() {
+        assert!(entries.next().is_some());
+        assert_eq!(entries.len(), left);
+    }
+    assert_eq!(entries.next(), None);
     assert_eq!(report.dispatched().count(), 4);
     assert_eq!(report.dropped().count(), 2);
+}
+
+/// Reports compare by what they list: the same entries and counts are equal,
+/// a different fate or count is not.
+#[test]
+fn reports_compare_by_their_entries() {
+    let log = Log::new();
+    let flush_two = |policy: BlockTasks| {
+        flush_with(policy, || {
+            airlock::enqueue(log.record("a")).unwrap();
+            airlock::enqueue(log.other("b")).unwrap();
+        })
+    };
+    let blocked = flush_two(BlockTasks::of::<Other>());
+    assert_eq!(blocked, flush_two(BlockTasks::of::<Other>()));
+    assert_ne!(blocked, flush_two(BlockTasks::of::<Record>()));
+    let one = flush_with(BlockTasks::of::<Other>(), || {
+        airlock::enqueue(log.record("c")).unwrap();
+    });
+    assert_ne!(blocked, one);
 }
