@@ -504,7 +504,9 @@ impl Context {
     fn attach(&self, frame: &mut Frame) {
         let buffer = self.buffer.borrow();
         frame.mark = buffer.len();
-        if frame.intents.is_empty() {
+        // A frame on the stack holds no buffer of its own: its intents, and
+        // the allocation they came in, go to the thread's.
+        if frame.intents.capacity() == 0 {
             return;
         }
         drop(buffer);
@@ -589,7 +591,11 @@ impl Context {
     /// buffer stays where it is.
     #[inline]
     pub(crate) fn drop_plain_top(&self, frames: &mut Vec<Slot>) {
-        debug_assert!(frames.last().is_some_and(|f| !f.judges()));
+        debug_assert!(
+            frames
+                .last()
+                .is_some_and(|f| !f.judges() && f.intents.capacity() == 0)
+        );
         frames.truncate(frames.len() - 1);
     }
 

@@ -1003,12 +1003,8 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
     let Some(top) = frames.last() else {
         return InPlace::No;
     };
-    if top.id != id
-        || top.config.is_some()
-        || top.shared.is_some()
-        || top.captured.is_some()
-        || top.intents.capacity() != 0
-    {
+    // A frame on the stack holds no buffer of its own (see `attach`).
+    if top.id != id || top.config.is_some() || top.shared.is_some() || top.captured.is_some() {
         return InPlace::No;
     }
     let mark = top.mark;
