@@ -505,3 +505,25 @@ fn a_scope_cancelled_mid_dispatch_warns() {
     assert_eq!(lost.field("task"), Some("record"));
     assert!(log.runs().is_empty());
 }
+
+/// An empty scope says how it ended too: flushed when its body succeeded,
+/// discarded when it failed, with nothing in either.
+#[test]
+fn empty_scopes_emit_their_end() {
+    let (_, events) = capture_events(|| airlock::scope(|| Ok::<_, Error>(())));
+    let flushed = events.one("scope flushed");
+    assert_eq!(flushed.field("allowed"), Some("0"));
+    assert!(events.named("scope discarded").is_empty());
+
+    let (_, events) = capture_events(|| {
+        airlock::scope(|| -> airlock::Result<()> {
+            Err(Error::TaskFailed {
+                task: "simulated",
+                source: "simulated failure".into(),
+            })
+        })
+    });
+    let discarded = events.one("scope discarded");
+    assert_eq!(discarded.field("discarded"), Some("0"));
+    assert!(events.named("scope flushed").is_empty());
+}

@@ -1065,10 +1065,8 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>)
     drop(frames);
     let count = intents.len();
     tracing::debug!(target: "airlock", allowed = count, dropped = 0, captured = 0, "scope flushed");
-    match dispatch_inline(cx, intents, || FlushReport {
-        dispatched: count,
-        ..FlushReport::default()
-    }) {
+    // The report is read only if the dispatch fails, which sets its count.
+    match dispatch_inline(cx, intents, FlushReport::default) {
         Ok(_) => InPlace::Ended,
         Err(error) => InPlace::Failed(Box::new(error)),
     }
@@ -1148,11 +1146,8 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         captured = 0,
         "scope flushed"
     );
-    let report = FlushReport {
-        dispatched: intents.len(),
-        ..FlushReport::default()
-    };
-    dispatch_inline(cx, intents, || report).map(drop)
+    // The report is read only if the dispatch fails, which sets its count.
+    dispatch_inline(cx, intents, FlushReport::default).map(drop)
 }
 
 /// The inline executor's loop, run here so the emptied buffer can be reused.
