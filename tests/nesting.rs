@@ -742,3 +742,22 @@ fn released_intents_land_in_the_grandparent_in_order() {
     outer.flush().unwrap();
     assert_eq!(log.runs(), ["outer", "released", "middle", "kept", "late"]);
 }
+
+/// An `ActiveScope` flush captured whole by its parent still returns a
+/// detailed report (it lists every intent it judged: none), with the count
+/// it handed up.
+#[test]
+fn a_captured_active_scope_flush_is_detailed() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    let mut inner = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("a")).unwrap();
+    inner.exit().unwrap();
+    let report = inner.flush().unwrap();
+    assert!(report.is_detailed());
+    assert_eq!(report.captured(), 1);
+    assert_eq!(report.entries().len(), 0);
+    outer.exit().unwrap();
+    outer.flush().unwrap();
+    assert_eq!(log.runs(), ["a"]);
+}
