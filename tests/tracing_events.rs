@@ -527,3 +527,22 @@ fn empty_scopes_emit_their_end() {
     assert_eq!(discarded.field("discarded"), Some("0"));
     assert!(events.named("scope flushed").is_empty());
 }
+
+/// A scope that handed out a handle ends like any other: one "scope
+/// flushed", and no "scope discarded" for the handle's (empty) inbox.
+#[test]
+fn a_scope_with_a_handle_emits_no_extra_discard() {
+    let log = Log::new();
+    let (_, events) = capture_events(|| {
+        airlock::scope(|| -> airlock::Result<()> {
+            let handle = airlock::handle()?;
+            let sent = log.record("sent");
+            std::thread::scope(|threads| threads.spawn(|| handle.enqueue(sent)).join().unwrap())?;
+            Ok(())
+        })
+    });
+    assert_eq!(log.runs(), ["sent"]);
+    let flushed = events.one("scope flushed");
+    assert_eq!(flushed.field("allowed"), Some("1"));
+    assert!(events.named("scope discarded").is_empty());
+}
