@@ -546,3 +546,24 @@ fn child_thread_exit_drops_cached_defaults() {
     assert_eq!(seen(&seen_by).len(), 1, "dropped once, with the thread");
     assert_eq!(log.runs(), ["on the thread"]);
 }
+
+/// A scope leaked on a thread (an `ActiveScope` forgotten while current)
+/// ends with the thread: its handles are closed, and an enqueue through one
+/// afterwards is an `Ended` error that hands the intent back rather than an
+/// `Ok` into a scope that can never flush.
+#[test]
+fn a_scope_leaked_on_an_ended_thread_closes_its_handles() {
+    let log = Log::new();
+    let handle = std::thread::spawn(|| {
+        let scope = Scope::new().enter().unwrap();
+        let handle = airlock::handle().unwrap();
+        std::mem::forget(scope);
+        handle
+    })
+    .join()
+    .unwrap();
+    assert!(!handle.is_open());
+    let error = handle.enqueue(log.record("late")).unwrap_err();
+    assert_eq!(state_kind(&error), StateErrorKind::Ended);
+    assert_eq!(labels(&error.into_undispatched()), ["late"]);
+}
