@@ -940,6 +940,29 @@ mod tests {
         .unwrap();
     }
 
+    /// The same through the outermost scope that dispatches from the
+    /// thread's buffer and gives it back.
+    #[test]
+    fn a_dispatched_buffer_is_given_back_up_to_its_cap() {
+        std::thread::spawn(|| {
+            let dispatch = |n: usize| {
+                crate::scope(|| (0..n).try_for_each(|_| crate::enqueue(Nop))).unwrap();
+            };
+            dispatch(1_000);
+            let kept = kept_capacity();
+            assert!(kept >= 1_000, "kept {kept}");
+            dispatch(1_000);
+            assert_eq!(kept_capacity(), kept);
+            dispatch(KEPT_BYTES / size_of::<Intent>() + 1);
+            assert_eq!(kept_capacity(), 0);
+            // Small again: kept again.
+            dispatch(10);
+            assert!(kept_capacity() >= 10);
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn the_buffer_grows_by_a_quarter() {
         let mut buffer = Vec::new();
