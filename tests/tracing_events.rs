@@ -546,3 +546,33 @@ fn a_scope_with_a_handle_emits_no_extra_discard() {
     assert_eq!(flushed.field("allowed"), Some("1"));
     assert!(events.named("scope discarded").is_empty());
 }
+
+/// A scope leaked on a thread ends with the thread's airlock state; what
+/// its handles had sent is discarded there, and says so ("scope discarded"
+/// with the count). The subscriber is installed before airlock's state is
+/// first used on the thread, so it outlives it (thread-local destructors run
+/// in the reverse order of first use).
+#[test]
+fn a_leaked_scope_reports_what_its_handles_sent_when_its_thread_ends() {
+    thread_local! {
+        static SUBSCRIBER: std::cell::RefCell<Option<tracing::subscriber::DefaultGuard>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let log = Log::new();
+    let events = Events::default();
+    let subscriber = Registry::default().with(events.clone());
+    let sent = log.record("sent");
+    std::thread::spawn(move || {
+        SUBSCRIBER.with(|s| *s.borrow_mut() = Some(tracing::subscriber::set_default(subscriber)));
+        let scope = Scope::new().enter().unwrap();
+        let handle = airlock::handle().unwrap();
+        std::thread::scope(|threads| threads.spawn(|| handle.enqueue(sent)).join().unwrap())
+            .unwrap();
+        std::mem::forget(scope);
+    })
+    .join()
+    .unwrap();
+    let discarded = events.one("scope discarded");
+    assert_eq!(discarded.field("discarded"), Some("1"));
+    assert!(log.runs().is_empty());
+}
