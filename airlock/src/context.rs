@@ -438,6 +438,12 @@ impl Context {
             }
             _ => buffer,
         };
+        self.pool_spare(spare);
+    }
+
+    /// Keeps a small empty buffer for the next frame that leaves the stack
+    /// with a part not at the bottom of the thread's buffer. Speed only.
+    fn pool_spare(&self, spare: Vec<Intent>) {
         if spare.capacity() == 0 || spare.capacity() > POOLED_CAPACITY {
             return;
         }
