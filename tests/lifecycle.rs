@@ -665,6 +665,9 @@ fn a_closure_scope_failed_flush_report_names_the_dispatched() {
 #[test]
 fn a_scope_dropped_from_below_takes_only_its_own_intents() {
     let log = Log::new();
+    // Below both, so that neither part starts at the bottom of the buffer.
+    let mut outer = Scope::new().enter().unwrap();
+    airlock::enqueue(log.record("outer")).unwrap();
     let first = Scope::new().enter().unwrap();
     airlock::enqueue(log.record("first-1")).unwrap();
     airlock::enqueue(log.record("first-2")).unwrap();
@@ -685,6 +688,9 @@ fn a_scope_dropped_from_below_takes_only_its_own_intents() {
         StateErrorKind::EnclosingNotCurrent
     );
     assert_eq!(second.discard().unwrap(), 2);
+    assert_eq!(labels(&outer.intents()), ["outer"]);
+    outer.exit().unwrap();
+    outer.discard().unwrap();
     assert!(log.runs().is_empty());
 }
 
