@@ -605,15 +605,6 @@ impl Context {
         frames.truncate(frames.len() - 1);
     }
 
-    /// Takes the top frame off the stack, leaving its intents in the thread's
-    /// buffer (the caller moves or drops them).
-    #[inline]
-    pub(crate) fn pop_attached(&self, frames: &mut Vec<Slot>) -> Option<Frame> {
-        let frame = ManuallyDrop::into_inner(frames.pop()?);
-        self.unjudge(&frame);
-        Some(frame)
-    }
-
     /// A frame left the stack: one fewer policy checks enqueues, if its did.
     /// Speed only: the count lets an enqueue skip the walk over the stack.
     #[inline]
@@ -625,11 +616,16 @@ impl Context {
 
     /// Removes the frame `id` if it is the current one, with its intents.
     pub(crate) fn pop_top(&self, id: u64) -> Option<Frame> {
-        let mut frames = self.frames.borrow_mut();
+        self.pop_top_in(&mut self.frames.borrow_mut(), id)
+    }
+
+    #[inline]
+    fn pop_top_in(&self, frames: &mut Vec<Slot>, id: u64) -> Option<Frame> {
         if frames.last()?.id != id {
             return None;
         }
-        let mut frame = self.pop_attached(&mut frames)?;
+        let mut frame = ManuallyDrop::into_inner(frames.pop()?);
+        self.unjudge(&frame);
         self.detach(&mut frame, None);
         Some(frame)
     }
@@ -641,9 +637,7 @@ impl Context {
     #[inline]
     pub(crate) fn pop(&self, id: u64) -> Option<Frame> {
         let mut frames = self.frames.borrow_mut();
-        if frames.last()?.id == id {
-            let mut frame = self.pop_attached(&mut frames)?;
-            self.detach(&mut frame, None);
+        if let Some(frame) = self.pop_top_in(&mut frames, id) {
             return Some(frame);
         }
         let at = frames.iter().rposition(|f| f.id == id)?;
