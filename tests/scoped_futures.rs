@@ -73,3 +73,37 @@ async fn the_future_is_the_unit_of_work() {
     assert!(checkout(log.clone(), true).await.is_err());
     assert_eq!(log.runs(), ["checkout"], "discarded on Err");
 }
+
+/// Frame ids count per thread and a scope future moves between threads: an
+/// inner scope that ends where it lies must not take back the outer scope's
+/// frame when both carry the same id (the first scope of two fresh threads).
+#[test]
+fn a_nested_scope_future_on_another_thread_keeps_the_outer_frame() {
+    let log = Log::new();
+    let inner_log = log.clone();
+    let mut future = Box::pin(airlock::scope_async(async move {
+        airlock_tests::YieldOnce(false).await;
+        // Polled on a fresh thread now: this scope gets that thread's first id.
+        airlock::scope_async(async { airlock::enqueue(inner_log.record("inner")) }).await?;
+        airlock::enqueue(inner_log.record("outer"))
+    }));
+    fn poll<F: Future>(future: &mut std::pin::Pin<Box<F>>) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.as_mut().poll(&mut cx)
+    }
+    // First poll on a fresh thread: the outer scope takes that thread's first id.
+    let mut future = std::thread::spawn(move || {
+        assert!(poll(&mut future).is_pending());
+        future
+    })
+    .join()
+    .unwrap();
+    let result = std::thread::spawn(move || match poll(&mut future) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => panic!("no more yields"),
+    })
+    .join()
+    .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(log.runs(), ["inner", "outer"]);
+}

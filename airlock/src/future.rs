@@ -97,6 +97,10 @@ impl Drop for FrameSlot {
 struct Lend<'a> {
     slot: &'a mut Option<Frame>,
     id: u64,
+    /// The frame was ended where it lay: nothing to take back. (Frame ids
+    /// count per thread and a future moves between threads, so another frame
+    /// on this stack may carry the same id.)
+    ended: bool,
 }
 
 impl<'a> Lend<'a> {
@@ -107,7 +111,11 @@ impl<'a> Lend<'a> {
         let id = frame.id;
         let pushed = CONTEXT.try_with(|cx| cx.push(frame));
         match pushed {
-            Ok(Ok(())) => Some(Lend { slot, id }),
+            Ok(Ok(())) => Some(Lend {
+                slot,
+                id,
+                ended: false,
+            }),
             Ok(Err(frame)) => {
                 *slot = Some(frame);
                 None
@@ -128,13 +136,19 @@ impl<'a> Lend<'a> {
                 panic!("airlock: a scope future was polled inside a policy or scope hook");
             }
         });
-        Lend { slot, id }
+        Lend {
+            slot,
+            id,
+            ended: false,
+        }
     }
 }
 
 impl Drop for Lend<'_> {
     fn drop(&mut self) {
-        *self.slot = CONTEXT.try_with(|cx| cx.pop(self.id)).ok().flatten();
+        if !self.ended {
+            *self.slot = CONTEXT.try_with(|cx| cx.pop(self.id)).ok().flatten();
+        }
     }
 }
 
@@ -183,7 +197,7 @@ where
                 }
                 State::Running(slot) => {
                     let ready = {
-                        let lend = Lend::new(&mut slot.0);
+                        let mut lend = Lend::new(&mut slot.0);
                         let future = this.future.as_mut().as_pin_mut();
                         let poll = future
                             .expect("airlock: ScopeFuture polled after drop")
@@ -196,15 +210,15 @@ where
                             };
                             // The common ends (empty, discarded, captured by
                             // a plain parent) happen with the frame still
-                            // current, moving nothing; the lend then finds
-                            // it gone.
-                            let ended = CONTEXT.with(|cx| {
+                            // current, moving nothing; the lend then has
+                            // nothing to take back.
+                            lend.ended = CONTEXT.with(|cx| {
                                 matches!(
                                     scope::end_in_place(cx, lend.id, exit, false),
                                     scope::InPlace::Ended
                                 )
                             });
-                            (out, exit, ended)
+                            (out, exit, lend.ended)
                         })
                     };
                     let Poll::Ready((out, exit, ended)) = ready else {
