@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The HTTP benchmark: requests per second and p99 latency of one axum
-# service with and without AirlockLayer, zero and one effect per request,
-# loaded by wrk over loopback. The four configurations alternate round by
-# round in one go, so the machine's load hits them alike; the medians and
-# the ratios are printed at the end, with `uptime` before and after.
+# service without AirlockLayer, with it on the routes (`Router::layer`) and
+# with it around the router, zero and one effect per request, loaded by wrk
+# over loopback. The six configurations alternate round by round in one go,
+# so the machine's load hits them alike; the medians and the ratios are
+# printed at the end, with `uptime` before and after.
 #
 #   bash bench/http.sh                  # 5 rounds of 5 s, 64 connections
 #   ROUNDS=9 DURATION=10 CONNECTIONS=128 bash bench/http.sh
 #
 # Environment: ROUNDS, DURATION (seconds), CONNECTIONS, THREADS (wrk's),
-# WORKERS (the server's tokio worker threads), PORT (uses PORT and PORT+1).
+# WORKERS (the server's tokio worker threads), PORT (uses PORT to PORT+2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ WORKERS=$WORKERS "$server" "$PORT" >/dev/null &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$((PORT + 1))/zero" >/dev/null 2>&1 && break
+    curl -sf "http://127.0.0.1:$((PORT + 2))/zero" >/dev/null 2>&1 && break
     sleep 0.1
 done
 
@@ -40,13 +41,22 @@ done
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
+# plain: no layer; layer: AirlockLayer on the routes; around: around the router.
+port_of() {
+    case $1 in
+        plain/*) echo "$PORT" ;;
+        layer/*) echo $((PORT + 1)) ;;
+        around/*) echo $((PORT + 2)) ;;
+    esac
+}
+
 out=$(mktemp -d)
 echo "load before: $(uptime)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; server: $WORKERS tokio worker(s); $ROUNDS rounds"
-configs="plain/zero layer/zero plain/one layer/one"
+configs="plain/zero layer/zero around/zero plain/one layer/one around/one"
 # Warm up every configuration once, unmeasured.
 for config in $configs; do
-    port=$PORT; [[ $config == layer/* ]] && port=$((PORT + 1))
+    port=$(port_of "$config")
     wrk -t"$THREADS" -c"$CONNECTIONS" -d1s "http://127.0.0.1:$port/${config#*/}" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -54,7 +64,7 @@ for round in $(seq "$ROUNDS"); do
     order=$configs
     (( round % 2 == 0 )) && order=$(echo "$configs" | tr ' ' '\n' | tac | tr '\n' ' ')
     for config in $order; do
-        port=$PORT; [[ $config == layer/* ]] && port=$((PORT + 1))
+        port=$(port_of "$config")
         before=$(cpu_ticks)
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
             "http://127.0.0.1:$port/${config#*/}" >"$out/${config/\//-}.$round"
@@ -70,7 +80,7 @@ def ms(value):
     number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 results = {}
-for config in ["plain-zero", "layer-zero", "plain-one", "layer-one"]:
+for config in ["plain-zero", "layer-zero", "around-zero", "plain-one", "layer-one", "around-one"]:
     rps, p99, cpu = [], [], []
     for r in range(1, rounds + 1):
         text = open(f"{out}/{config}.{r}").read()
@@ -88,10 +98,10 @@ for config, (rps, p99, all_rps, cpu) in results.items():
     print(f"{config:<12}{rps:>16.0f}{p99:>17.3f}{cpu:>19.2f}   {' '.join(f'{x:.0f}' for x in all_rps)}")
 # Each round runs the two halves of a pair back to back: the median of the
 # per-round ratios cancels most of the load that drifts between rounds.
-for effects in ["zero", "one"]:
-    plain, layer = results[f"plain-{effects}"], results[f"layer-{effects}"]
+for layered, effects in [(l, e) for e in ["zero", "one"] for l in ["layer", "around"]]:
+    plain, layer = results[f"plain-{effects}"], results[f"{layered}-{effects}"]
     ratios = sorted(l / p for l, p in zip(layer[2], plain[2]))
-    print(f"{effects} effect(s): layer/plain throughput, median of per-round ratios "
+    print(f"{effects} effect(s): {layered}/plain throughput, median of per-round ratios "
           f"{100 * (statistics.median(ratios) - 1):+.1f}% (range {100 * (ratios[0] - 1):+.1f}% "
           f"to {100 * (ratios[-1] - 1):+.1f}%); medians {100 * (layer[0] / plain[0] - 1):+.1f}%; "
           f"p99 medians {100 * (layer[1] / plain[1] - 1):+.1f}%; "

@@ -483,8 +483,31 @@ fn configure_then_reset_round_trip() {
     builtin(|| assert_eq!(airlock::defaults().policy_name(), "AllowAll"));
     assert_eq!(airlock::defaults().policy_name(), "BlockTasks");
 
-    // Reconfiguring replaces the whole set.
-    airlock::configure(Defaults::new().policy(LogOnFlush::new()).kind(Plain));
+    // Reconfiguring replaces the whole set. This thread cached the first
+    // set above; what it loses now reaches the new hook, not the cached one.
+    static LOST_AFTER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    airlock::configure(
+        Defaults::new()
+            .policy(LogOnFlush::new())
+            .kind(Plain)
+            .on_undelivered(|lost: Undelivered| {
+                LOST_AFTER.lock().unwrap().push(lost.cause().into())
+            }),
+    );
+    let lost = vec![Intent::new(GloballyBlocked)];
+    airlock::undelivered(Undelivered::new(lost, "lost after reconfiguring"));
+    assert_eq!(
+        *LOST_AFTER.lock().unwrap(),
+        ["lost after reconfiguring"],
+        "the hook of the defaults in force"
+    );
+    assert!(
+        !LOST
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c == "lost after reconfiguring")
+    );
     let defaults = airlock::defaults();
     assert_eq!(defaults.policy_name(), "LogOnFlush");
     assert!(!defaults.kind_is_plain());

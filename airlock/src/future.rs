@@ -50,13 +50,18 @@ pin_project! {
 enum State<R> {
     Start(Option<Scope>),
     Running(FrameSlot),
-    Flushing {
-        out: Option<R>,
-        exit: Exit,
-        report: FlushReport,
-        dispatch: Dispatching,
-    },
+    // Boxed: an asynchronous dispatch is the rare end, and the output it
+    // holds (an HTTP response, say) would otherwise size every scope future.
+    Flushing(Box<Flushing<R>>),
     Done,
+}
+
+/// A scope future's output, kept while its executor dispatches.
+struct Flushing<R> {
+    out: R,
+    exit: Exit,
+    report: FlushReport,
+    dispatch: Dispatching,
 }
 
 /// A dispatch under way; dropping it unfinished (the scope's future was
@@ -247,31 +252,30 @@ where
                             return Poll::Ready(settle(out, exit, report, result));
                         }
                         Dispatch::Pending(dispatch) => {
-                            *this.state = State::Flushing {
-                                out: Some(out),
+                            *this.state = State::Flushing(Box::new(Flushing {
+                                out,
                                 exit,
                                 report,
                                 dispatch: Dispatching(Some(dispatch)),
-                            };
+                            }));
                         }
                     }
                 }
-                State::Flushing {
-                    out,
-                    exit,
-                    report,
-                    dispatch,
-                } => {
-                    let future = dispatch
+                State::Flushing(flushing) => {
+                    let future = flushing
+                        .dispatch
                         .0
                         .as_mut()
                         .expect("airlock: dispatch polled after completion");
                     let result = ready!(future.as_mut().poll(cx));
-                    dispatch.0 = None;
-                    let out = out.take().expect("airlock: output taken twice");
-                    let report = std::mem::take(report);
-                    let exit = *exit;
-                    *this.state = State::Done;
+                    flushing.dispatch.0 = None;
+                    let State::Flushing(flushing) = std::mem::replace(this.state, State::Done)
+                    else {
+                        unreachable!("airlock: the state changed under a poll")
+                    };
+                    let Flushing {
+                        out, exit, report, ..
+                    } = *flushing;
                     return Poll::Ready(settle(out, exit, report, result));
                 }
                 State::Done => panic!("airlock: ScopeFuture polled after completion"),

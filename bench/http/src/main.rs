@@ -3,7 +3,8 @@
 //! machine's noise.
 //!
 //! ```text
-//! airlock-bench-http PORT   # PORT: without the layer; PORT+1: with AirlockLayer
+//! airlock-bench-http PORT   # PORT: without the layer; PORT+1: AirlockLayer on the
+//!                           # routes (`Router::layer`); PORT+2: around the router
 //! ```
 //!
 //! Routes: `/zero` answers `ok`; `/one` also causes one effect (an atomic
@@ -14,6 +15,8 @@
 use airlock::tower::AirlockLayer;
 use axum::Router;
 use axum::routing::get;
+use tower::Layer;
+use tower::make::Shared;
 
 use airlock_bench_http::{one_enqueued, one_in_place, zero};
 
@@ -39,16 +42,32 @@ fn main() {
             .route("/zero", get(zero))
             .route("/one", get(one_enqueued))
             .layer(AirlockLayer::new());
-        let serve = |port: u16, app: Router| async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"));
-            axum::serve(listener, app).await.expect("axum::serve");
-        };
-        println!(
-            "listening on 127.0.0.1:{port} (plain) and :{} (layer)",
-            port + 1
+        // The layer around the whole router: one scope per request without
+        // the per-route boxing `Router::layer` adds for any layer.
+        let around = AirlockLayer::new().layer(
+            Router::new()
+                .route("/zero", get(zero))
+                .route("/one", get(one_enqueued)),
         );
-        tokio::join!(serve(port, plain), serve(port + 1, layered));
+        let listen = |port: u16| async move {
+            tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"))
+        };
+        let (plain_listener, layered_listener, around_listener) =
+            tokio::join!(listen(port), listen(port + 1), listen(port + 2));
+        println!(
+            "listening on 127.0.0.1:{port} (plain), :{} (layer on the routes) and :{} (around the router)",
+            port + 1,
+            port + 2
+        );
+        let (plain, layered, around) = tokio::join!(
+            axum::serve(plain_listener, plain).into_future(),
+            axum::serve(layered_listener, layered).into_future(),
+            axum::serve(around_listener, Shared::new(around)).into_future(),
+        );
+        for served in [plain, layered, around] {
+            served.expect("axum::serve");
+        }
     });
 }
