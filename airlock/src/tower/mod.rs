@@ -34,6 +34,26 @@
 //! # let _ = app;
 //! ```
 //!
+//! # Around the whole router
+//!
+//! `Router::layer` wraps every route on its own (axum boxes each route's
+//! service once more, whatever the layer), and a request that matches no
+//! route gets no scope. To run every request in a scope, 404s included, and
+//! skip that per-route cost, wrap the router itself, as axum's docs do for
+//! middleware that runs before routing:
+//!
+//! ```
+//! use axum::{Router, ServiceExt, extract::Request, routing::get};
+//! use airlock::tower::AirlockLayer;
+//! use tower::Layer;
+//!
+//! # async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+//! let router = Router::new().route("/", get(|| async { "ok" }));
+//! let app = AirlockLayer::new().layer(router);
+//! axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).await
+//! # }
+//! ```
+//!
 //! # Options
 //!
 //! The builder sets the [policy](AirlockLayer::policy),

@@ -15,8 +15,9 @@
 use airlock::tower::AirlockLayer;
 use axum::Router;
 use axum::routing::get;
+use axum::ServiceExt;
+use axum::extract::Request;
 use tower::Layer;
-use tower::make::Shared;
 
 use airlock_bench_http::{one_enqueued, one_in_place, zero};
 
@@ -64,7 +65,11 @@ fn main() {
         let (plain, layered, around) = tokio::join!(
             axum::serve(plain_listener, plain).into_future(),
             axum::serve(layered_listener, layered).into_future(),
-            axum::serve(around_listener, Shared::new(around)).into_future(),
+            axum::serve(
+                around_listener,
+                ServiceExt::<Request>::into_make_service(around)
+            )
+            .into_future(),
         );
         for served in [plain, layered, around] {
             served.expect("axum::serve");
