@@ -74,16 +74,17 @@ async fn the_future_is_the_unit_of_work() {
     assert_eq!(log.runs(), ["checkout"], "discarded on Err");
 }
 
-/// Frame ids count per thread and a scope future moves between threads: an
-/// inner scope that ends where it lies must not take back the outer scope's
-/// frame when both carry the same id (the first scope of two fresh threads).
+/// A scope future moves between threads: an inner scope that ends where it
+/// lies must not take back the outer scope's frame, though both are the
+/// first scope of a fresh thread (when frame ids counted per thread, they
+/// carried the same id).
 #[test]
 fn a_nested_scope_future_on_another_thread_keeps_the_outer_frame() {
     let log = Log::new();
     let inner_log = log.clone();
     let mut future = Box::pin(airlock::scope_async(async move {
         airlock_tests::YieldOnce(false).await;
-        // Polled on a fresh thread now: this scope gets that thread's first id.
+        // Polled on a fresh thread now: this scope is that thread's first.
         airlock::scope_async(async { airlock::enqueue(inner_log.record("inner")) }).await?;
         airlock::enqueue(inner_log.record("outer"))
     }));
@@ -91,7 +92,7 @@ fn a_nested_scope_future_on_another_thread_keeps_the_outer_frame() {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         future.as_mut().poll(&mut cx)
     }
-    // First poll on a fresh thread: the outer scope takes that thread's first id.
+    // First poll on a fresh thread: the outer scope is that thread's first.
     let mut future = std::thread::spawn(move || {
         assert!(poll(&mut future).is_pending());
         future

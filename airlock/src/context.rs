@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::buffer::Captured;
@@ -66,9 +67,17 @@ impl Enclosing {
     }
 }
 
-/// Marks the id of a remote frame (frame ids count up from 1 per thread, so
-/// the top bit is free).
+/// Marks the id of a remote frame (frame ids never reach the top bit).
 const REMOTE: u64 = 1 << 63;
+
+/// Frame ids are unique in the process, not only on a thread: a scope future
+/// moves between threads, and a frame is found on a stack by its id. Each
+/// thread takes a block of 2^32 ids at a time from this counter (one atomic
+/// operation per thread, not per scope); a block's number is the id's upper
+/// half, below [`REMOTE`]'s bit.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+/// The lower half of an id: its number in the thread's block.
+const IN_BLOCK: u64 = (1 << 32) - 1;
 
 /// A scope's WHAT, HOW and WHEN, where they differ from the built-ins.
 #[derive(Default)]
@@ -332,7 +341,8 @@ thread_local! {
             judging: Cell::new(0),
             local: Cell::new(None),
             in_hook: Cell::new(false),
-            next_id: Cell::new(0),
+            // The first id takes a block.
+            next_id: Cell::new(IN_BLOCK),
             defaults_override: RefCell::new(None),
             defaults_cache: RefCell::new(None),
             builtin_at: Cell::new(u64::MAX),
@@ -385,6 +395,25 @@ impl Context {
     #[inline]
     pub(crate) fn next_id(&self) -> u64 {
         let id = self.next_id.get() + 1;
+        if id & IN_BLOCK == 0 {
+            return self.next_block();
+        }
+        self.next_id.set(id);
+        id
+    }
+
+    /// The thread's first id, or its block is used up: a new block.
+    #[cold]
+    fn next_block(&self) -> u64 {
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+        // 2^31 blocks of 2^32 ids each: not reached by any real process.
+        // (The last block is left out: its last remote id would be
+        // `Enclosing::ROOT`.)
+        assert!(
+            block < (REMOTE >> 32) - 1,
+            "airlock: scope frame ids exhausted"
+        );
+        let id = block << 32 | 1;
         self.next_id.set(id);
         id
     }
@@ -902,6 +931,7 @@ impl Drop for DefaultsOverride {
 mod tests {
     //! The thread's buffer: kept between scopes up to its cap, grown by a
     //! quarter. Memory, not behaviour: the behaviour tests cannot see it.
+    //! And frame ids, unique in the process.
     use super::*;
     use crate::{DropAll, Run, Scope, Task};
 
@@ -979,5 +1009,34 @@ mod tests {
             }
         }
         assert_eq!(capacities, [16, 32, 48, 64, 80, 100, 125, 156, 195, 243]);
+    }
+
+    /// Frame ids are unique across threads (a scope future that moves finds
+    /// its frame by id), and a thread that uses up its block takes another.
+    #[test]
+    fn frame_ids_are_unique_in_the_process() {
+        let ids = || CONTEXT.with(|cx| [cx.next_id(), cx.next_id()]);
+        let here = ids();
+        let there = std::thread::spawn(ids).join().unwrap();
+        assert_eq!(here[1], here[0] + 1, "ids count up on a thread");
+        assert_ne!(
+            here[0] >> 32,
+            there[0] >> 32,
+            "threads take their own blocks"
+        );
+        for id in here.into_iter().chain(there) {
+            assert_ne!(id & IN_BLOCK, 0);
+            assert_eq!(id & REMOTE, 0);
+        }
+
+        CONTEXT.with(|cx| {
+            let block = cx.next_id() & !IN_BLOCK;
+            cx.next_id.set(block | (IN_BLOCK - 1));
+            assert_eq!(cx.next_id(), block | IN_BLOCK, "a block's last id");
+            let next = cx.next_id();
+            assert_ne!(next & !IN_BLOCK, block, "then a new block");
+            assert_eq!(next & IN_BLOCK, 1);
+            assert_eq!(cx.next_id(), next + 1);
+        });
     }
 }

@@ -102,9 +102,8 @@ impl Drop for FrameSlot {
 struct Lend<'a> {
     slot: &'a mut Option<Frame>,
     id: u64,
-    /// The frame was ended where it lay: nothing to take back. (Frame ids
-    /// count per thread and a future moves between threads, so another frame
-    /// on this stack may carry the same id.)
+    /// The frame was ended where it lay: nothing to take back, and no visit
+    /// to the thread's state to find that out.
     ended: bool,
 }
 

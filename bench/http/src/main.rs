@@ -14,9 +14,9 @@
 
 use airlock::tower::AirlockLayer;
 use axum::Router;
-use axum::routing::get;
 use axum::ServiceExt;
 use axum::extract::Request;
+use axum::routing::get;
 use tower::Layer;
 
 use airlock_bench_http::{one_enqueued, one_in_place, zero};
