@@ -51,7 +51,17 @@ port_of() {
 }
 
 out=$(mktemp -d)
+# Wait (up to two minutes) for an idle machine: the server and wrk take both
+# cores, so anything else running skews the rounds it overlaps.
+for _ in $(seq 24); do
+    awk '{ exit !($1 < 1) }' /proc/loadavg && break
+    sleep 5
+done
+load_before=$(awk '{ print $1 }' /proc/loadavg)
 echo "load before: $(uptime)"
+if ! awk -v load="$load_before" 'BEGIN { exit !(load < 1) }'; then
+    echo "UNDER LOAD: the one-minute load was $load_before at the start; treat the figures below as noise"
+fi
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; server: $WORKERS tokio worker(s); $ROUNDS rounds"
 configs="plain/zero layer/zero around/zero plain/one layer/one around/one"
 # Warm up every configuration once, unmeasured.
@@ -92,18 +102,20 @@ for config in ["plain-zero", "layer-zero", "around-zero", "plain-one", "layer-on
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
         if errors:
             print(f"  note: {config} round {r}: {errors.group(0)}")
-    results[config] = (statistics.median(rps), statistics.median(p99), rps, statistics.median(cpu))
+    results[config] = (statistics.median(rps), statistics.median(p99), rps, statistics.median(cpu), p99)
 print(f"{'config':<12}{'req/s (median)':>16}{'p99 ms (median)':>17}{'server CPU us/req':>19}   req/s per round")
-for config, (rps, p99, all_rps, cpu) in results.items():
+for config, (rps, p99, all_rps, cpu, _) in results.items():
     print(f"{config:<12}{rps:>16.0f}{p99:>17.3f}{cpu:>19.2f}   {' '.join(f'{x:.0f}' for x in all_rps)}")
 # Each round runs the two halves of a pair back to back: the median of the
 # per-round ratios cancels most of the load that drifts between rounds.
 for layered, effects in [(l, e) for e in ["zero", "one"] for l in ["layer", "around"]]:
     plain, layer = results[f"plain-{effects}"], results[f"{layered}-{effects}"]
     ratios = sorted(l / p for l, p in zip(layer[2], plain[2]))
+    p99_ratios = sorted(l / p for l, p in zip(layer[4], plain[4]))
     print(f"{effects} effect(s): {layered}/plain throughput, median of per-round ratios "
           f"{100 * (statistics.median(ratios) - 1):+.1f}% (range {100 * (ratios[0] - 1):+.1f}% "
           f"to {100 * (ratios[-1] - 1):+.1f}%); medians {100 * (layer[0] / plain[0] - 1):+.1f}%; "
-          f"p99 medians {100 * (layer[1] / plain[1] - 1):+.1f}%; "
+          f"p99, median of per-round ratios {100 * (statistics.median(p99_ratios) - 1):+.1f}%, "
+          f"medians {100 * (layer[1] / plain[1] - 1):+.1f}%; "
           f"server CPU per request {100 * (layer[3] / plain[3] - 1):+.1f}%")
 PY
