@@ -128,11 +128,22 @@ fn only_portable_policies_travel_and_the_flushing_scope_attaches_its_own() {
         .executor(queue.clone())
         .run(|| airlock::enqueue(log.record("tuple")))
         .unwrap();
+    // A `Vec` of policies travels as the portable ones it holds.
+    let no_more = PortablePolicy::block_tasks(["more"]);
+    Scope::new()
+        .policy(vec![no_other.clone(), no_more.clone()])
+        .executor(queue.clone())
+        .run(|| airlock::enqueue(log.record("vec")))
+        .unwrap();
     assert_eq!(
         queue.seen(),
         [
             ("plain".into(), None),
-            ("tuple".into(), Some(no_other.clone()))
+            ("tuple".into(), Some(no_other.clone())),
+            (
+                "vec".into(),
+                Some(PortablePolicy::All(vec![no_other, no_more]))
+            )
         ]
     );
 }
