@@ -58,6 +58,14 @@ fn the_json_form_is_small_and_round_trips() {
             r#"{"block_tasks":{"names":["a","b"],"reject":true}}"#,
         ),
         (
+            PortablePolicy::from(BlockTasks::names(["a"])),
+            r#"{"block_tasks":{"names":["a"]}}"#,
+        ),
+        (
+            PortablePolicy::from(BlockTasks::names(Vec::<String>::new())),
+            r#"{"block_tasks":{"names":[]}}"#,
+        ),
+        (
             PortablePolicy::All(vec![
                 PortablePolicy::DropAll,
                 PortablePolicy::AssertNoEffects,
