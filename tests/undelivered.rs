@@ -523,6 +523,31 @@ fn a_kind_can_flush_on_panic_and_a_failing_task_goes_to_the_hook() {
     );
 }
 
+/// A crashed scope cannot be awaited, so a kind that flushes on a panic runs
+/// its asynchronous tasks to completion there and then (outside an async
+/// runtime), rather than leaving them to the undelivered hook.
+#[test]
+fn a_kind_that_flushes_on_panic_runs_async_tasks_to_completion() {
+    let log = Log::new();
+    let lost = LostSink::new();
+    let asked = Calls::default();
+    let result = airlock::with_defaults(lost.defaults(), || {
+        catch_unwind(AssertUnwindSafe(|| {
+            Scope::new().kind(FlushOn::new(&[Exit::Panic], &asked)).run(
+                || -> airlock::Result<()> {
+                    airlock::enqueue(log.record_async("async-alert"))?;
+                    airlock::enqueue(log.record("alert"))?;
+                    panic!("the body crashed")
+                },
+            )
+        }))
+    });
+    assert!(result.is_err(), "the body's panic resumes");
+    assert_eq!(seen(&asked), ["Panic"]);
+    assert_eq!(log.runs(), ["async-alert", "alert"]);
+    assert!(lost.calls().is_empty(), "{:?}", lost.calls());
+}
+
 /// Issue 6, item 16: a kind asked about `Exit::Cancelled` may flush, for an
 /// async scope whose future is dropped and for an `ActiveScope` dropped
 /// unfinished; a failing task's leftovers go to the undelivered hook
