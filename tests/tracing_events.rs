@@ -412,6 +412,28 @@ fn a_dropped_active_scope_warns() {
     assert!(warned[0].message().contains("flush() or discard()"));
     assert_eq!(events.one("scope discarded").field("discarded"), Some("2"));
     assert!(log.runs().is_empty());
+
+    // Nothing to warn about: an empty scope dropped, or one dropped by a
+    // panic (that is the panic's to report).
+    let ((), events) = capture_events(|| {
+        drop(Scope::new().enter().unwrap());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _scope = Scope::new().enter().unwrap();
+            airlock::enqueue(log.record("c")).unwrap();
+            panic!("the unit of work crashed");
+        }));
+        assert!(unwound.is_err());
+    });
+    let warned: Vec<_> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.level == Level::WARN && e.target == "airlock")
+        .cloned()
+        .collect();
+    assert!(warned.is_empty(), "{warned:#?}");
+    assert!(log.runs().is_empty());
 }
 
 /// Keeps a deferred batch (see `executors.rs`).
