@@ -188,6 +188,23 @@ fn nested_flush_reports_captured() {
     assert_eq!(outer.field("allowed"), Some("0"));
     assert_eq!(outer.field("dropped"), Some("3"));
     assert!(log.runs().is_empty());
+
+    // More than a few intents leave the nested scope as one chunk, by
+    // another path: the count is the same.
+    let ((), events) = capture_events(|| {
+        Scope::new()
+            .policy(DropAll)
+            .run(|| {
+                airlock::scope(|| -> airlock::Result<()> {
+                    (0..20).try_for_each(|_| airlock::enqueue(log.record("x")))
+                })
+            })
+            .unwrap();
+    });
+    let flushed = events.named("scope flushed");
+    assert_eq!(flushed.len(), 2, "{flushed:#?}");
+    assert_eq!(flushed[0].field("captured"), Some("20"));
+    assert_eq!(flushed[1].field("dropped"), Some("20"));
 }
 
 /// A failed body emits one "scope discarded" event with the number of
