@@ -1222,7 +1222,7 @@ pub(crate) fn prepare_in(cx: &Context, frame: Frame, exit: Exit, detail: Detail)
     // A kind that keeps its own intents is not captured (a committed
     // transaction), though the enclosing scopes' policies still judge them.
     let keeps_own = kind.is_some_and(|k| k.keeps_own_intents());
-    let (own, captured) = if before > 0 && enclosing != Enclosing::ROOT && !keeps_own {
+    let (own, captured) = if enclosing != Enclosing::ROOT && !keeps_own {
         match capture_whole(cx, own, captured, policy) {
             Ok(emptied) => {
                 cx.recycle(emptied);
