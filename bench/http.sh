@@ -28,7 +28,14 @@ fi
 
 SQLX_OFFLINE=true cargo build --release -q -p airlock-bench-http
 server=target/release/airlock-bench-http
-WORKERS=$WORKERS "$server" "$PORT" >/dev/null &
+# The server on the first core and wrk on the second (on a machine with
+# two or more): neither preempts the other, which is what made p99 swing by
+# tens of percent between rounds when they shared both cores.
+pin_server=() pin_wrk=()
+if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+    pin_server=(taskset -c 0) pin_wrk=(taskset -c 1)
+fi
+WORKERS=$WORKERS "${pin_server[@]}" "$server" "$PORT" >/dev/null &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -59,7 +66,7 @@ for _ in $(seq 24); do
 done
 load_before=$(awk '{ print $1 }' /proc/loadavg)
 echo "load before: $(uptime)"
-if ! awk -v load="$load_before" 'BEGIN { exit !(load < 1) }'; then
+if ! awk -v l="$load_before" 'BEGIN { exit !(l < 1) }'; then
     echo "UNDER LOAD: the one-minute load was $load_before at the start; treat the figures below as noise"
 fi
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; server: $WORKERS tokio worker(s); $ROUNDS rounds"
@@ -67,7 +74,7 @@ configs="plain/zero layer/zero around/zero plain/one layer/one around/one"
 # Warm up every configuration once, unmeasured.
 for config in $configs; do
     port=$(port_of "$config")
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d1s "http://127.0.0.1:$port/${config#*/}" >/dev/null
+    "${pin_wrk[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d1s "http://127.0.0.1:$port/${config#*/}" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
     # Alternate the order each round as well.
@@ -76,7 +83,7 @@ for round in $(seq "$ROUNDS"); do
     for config in $order; do
         port=$(port_of "$config")
         before=$(cpu_ticks)
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        "${pin_wrk[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
             "http://127.0.0.1:$port/${config#*/}" >"$out/${config/\//-}.$round"
         echo "server-cpu-ticks: $(( $(cpu_ticks) - before ))" >>"$out/${config/\//-}.$round"
     done
