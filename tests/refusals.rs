@@ -195,6 +195,17 @@ impl Drop for LateEnqueue {
             .lock()
             .unwrap()
             .push(format!("state gone: {gone}, result: {result:?}"));
+        // No scope can be current on a thread whose state is gone: a plain
+        // enqueue says so and hands the intent back.
+        let plain = airlock::enqueue(self.intent.clone());
+        let handed_back = match plain {
+            Err(error @ airlock::Error::NoScope { .. }) => error.into_undispatched().len(),
+            other => panic!("expected NoScope, got {other:?}"),
+        };
+        self.report
+            .lock()
+            .unwrap()
+            .push(format!("plain enqueue: NoScope, {handed_back} handed back"));
     }
 }
 
@@ -273,7 +284,11 @@ fn child_handle_from_thread_local_destructor() {
         .expect("the thread exits cleanly");
         assert_eq!(
             seen(&report),
-            [MARKER_DROPPED, "state gone: true, result: Ok(())"],
+            [
+                MARKER_DROPPED,
+                "state gone: true, result: Ok(())",
+                "plain enqueue: NoScope, 1 handed back"
+            ],
             "the destructor ran after airlock's state was destroyed, and the enqueue succeeded"
         );
         Ok(())
