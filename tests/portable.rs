@@ -209,3 +209,21 @@ fn a_flush_report_lists_the_receipts_the_executor_recorded() {
     let report = scope.flush().unwrap();
     assert!(report.receipts().is_empty(), "{:?}", report.receipts());
 }
+
+/// Through the `Policy` trait itself (as a user's own combinator calls it),
+/// a portable policy answers as the policy it stands for.
+#[test]
+fn a_portable_policy_answers_through_the_policy_trait() {
+    let log = Log::new();
+    let intent = airlock::Intent::new(log.record("x"));
+    let blocking = PortablePolicy::block_tasks(["record"]);
+    assert!(!blocking.allows(&intent));
+    assert!(blocking.on_enqueue(&intent).is_ok(), "drops at flush only");
+    assert!(PortablePolicy::block_tasks(["other"]).allows(&intent));
+    let rejecting = PortablePolicy::from(BlockTasks::names(["record"]).reject_at_enqueue());
+    let violation = rejecting.on_enqueue(&intent).unwrap_err();
+    assert!(
+        violation.reason().contains("`record` is blocked"),
+        "{violation}"
+    );
+}
