@@ -226,4 +226,6 @@ fn a_portable_policy_answers_through_the_policy_trait() {
         violation.reason().contains("`record` is blocked"),
         "{violation}"
     );
+    let rejecting_others = PortablePolicy::from(BlockTasks::names(["other"]).reject_at_enqueue());
+    assert!(rejecting_others.on_enqueue(&intent).is_ok());
 }
