@@ -208,6 +208,20 @@ fn a_flush_report_lists_the_receipts_the_executor_recorded() {
     scope.exit().unwrap();
     let report = scope.flush().unwrap();
     assert!(report.receipts().is_empty(), "{:?}", report.receipts());
+
+    // Receipts recorded outside any dispatch (that stale one, still on the
+    // thread) are not listed by the next flush that records its own.
+    let report = Scope::new()
+        .executor(Queue::default())
+        .enter()
+        .and_then(|mut scope| {
+            airlock::enqueue(log.record("three"))?;
+            scope.exit()?;
+            scope.flush()
+        })
+        .unwrap();
+    let queues: Vec<_> = report.receipts().iter().map(|r| r.queue.as_str()).collect();
+    assert_eq!(queues, ["q"]);
 }
 
 /// Through the `Policy` trait itself (as a user's own combinator calls it),
