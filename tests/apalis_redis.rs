@@ -455,14 +455,56 @@ fn the_worker_reports_what_it_does_not_handle() {
         .build()
         .unwrap();
     let conn = runtime.block_on(connect(&url));
-    let startup = Worker::new(conn)
-        .tasks(["note", "not_registered_anywhere"])
-        .check()
-        .unwrap();
+    let (startup, warnings) = logged(|| {
+        Worker::new(conn.clone())
+            .tasks(["note", "not_registered_anywhere"])
+            .check()
+            .unwrap()
+    });
     assert_eq!(startup.handled, ["note"]);
     assert!(startup.unhandled.contains(&"send_email"), "{startup:?}");
     assert!(!startup.unhandled.contains(&"note"));
     assert_eq!(startup.unknown, ["not_registered_anywhere"]);
+    // Both are said at start-up, in the log.
+    assert!(
+        warnings.contains("registered tasks that this worker does not handle"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("no crate in this binary registers"),
+        "{warnings}"
+    );
+
+    // A worker that handles every registered task has nothing to warn about.
+    let (startup, warnings) = logged(|| Worker::new(conn).check().unwrap());
+    assert!(startup.unhandled.is_empty() && startup.unknown.is_empty());
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+/// What `f` logs at `WARN` and above, as text.
+fn logged<R>(f: impl FnOnce() -> R) -> (R, String) {
+    #[derive(Clone, Default)]
+    struct Text(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Text {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let text = Text::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer({
+            let text = text.clone();
+            move || text.clone()
+        })
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let logged = String::from_utf8(text.0.lock().unwrap().clone()).unwrap();
+    (out, logged)
 }
 
 /// A redis-server of this test's own, on a free port, so that stopping it
