@@ -55,6 +55,17 @@ impl Events {
             .collect()
     }
 
+    /// airlock's `WARN` events.
+    fn warnings(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.level == Level::WARN && e.target == "airlock")
+            .cloned()
+            .collect()
+    }
+
     /// Exactly one event with this message; panics with all events otherwise.
     fn one(&self, message: &str) -> Event {
         let found = self.named(message);
@@ -416,14 +427,7 @@ fn a_dropped_active_scope_warns() {
         scope.exit().unwrap();
         drop(scope);
     });
-    let warned: Vec<_> = events
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.level == Level::WARN && e.target == "airlock")
-        .cloned()
-        .collect();
+    let warned = events.warnings();
     assert_eq!(warned.len(), 1, "{warned:#?}");
     assert_eq!(warned[0].field("discarded"), Some("2"));
     assert!(warned[0].message().contains("flush() or discard()"));
@@ -441,14 +445,7 @@ fn a_dropped_active_scope_warns() {
         }));
         assert!(unwound.is_err());
     });
-    let warned: Vec<_> = events
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.level == Level::WARN && e.target == "airlock")
-        .cloned()
-        .collect();
+    let warned = events.warnings();
     assert!(warned.is_empty(), "{warned:#?}");
     assert!(log.runs().is_empty());
 }
