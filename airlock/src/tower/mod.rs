@@ -36,10 +36,10 @@
 //!
 //! # Around the whole router
 //!
-//! `Router::layer` wraps every route on its own (axum boxes each route's
-//! service once more, whatever the layer), and a request that matches no
-//! route gets no scope. To run every request in a scope, 404s included, and
-//! skip that per-route cost, wrap the router itself, as axum's docs do for
+//! `Router::layer` wraps every route (and the fallback) on its own: axum
+//! boxes each one's service once more, whatever the layer, and the layer runs
+//! after routing. To skip that per-route cost, with one scope around routing
+//! and the handler alike, wrap the router itself, as axum's docs do for
 //! middleware that runs before routing:
 //!
 //! ```
