@@ -486,6 +486,23 @@ fn child_batch_dropped_while_unwinding() {
 // Item 16: kinds that flush on panic or cancellation
 // ---------------------------------------------------------------------------
 
+/// Runs `body`, which panics, in a scope whose kind flushes on a panic (and
+/// records what it was asked in `asked`), with `lost` as the undelivered hook;
+/// returns the caught panic.
+fn crash_where_panics_flush(
+    lost: &LostSink,
+    asked: &Calls,
+    body: impl FnOnce() -> airlock::Result<()>,
+) -> std::thread::Result<airlock::Result<()>> {
+    airlock::with_defaults(lost.defaults(), || {
+        catch_unwind(AssertUnwindSafe(|| {
+            Scope::new()
+                .kind(FlushOn::new(&[Exit::Panic], asked))
+                .run(body)
+        }))
+    })
+}
+
 /// Issue 6, item 16: a kind asked about `Exit::Panic` may flush: the tasks
 /// run, a failing one cannot abort the unwind, what it did not dispatch goes
 /// to the undelivered hook, and the body's panic goes on (before: never
@@ -495,17 +512,11 @@ fn a_kind_can_flush_on_panic_and_a_failing_task_goes_to_the_hook() {
     let log = Log::new();
     let lost = LostSink::new();
     let asked = Calls::default();
-    let result = airlock::with_defaults(lost.defaults(), || {
-        catch_unwind(AssertUnwindSafe(|| {
-            Scope::new().kind(FlushOn::new(&[Exit::Panic], &asked)).run(
-                || -> airlock::Result<()> {
-                    airlock::enqueue(log.record("alert"))?;
-                    airlock::enqueue(log.fail("page"))?;
-                    airlock::enqueue(log.record("after"))?;
-                    panic!("the body crashed")
-                },
-            )
-        }))
+    let result = crash_where_panics_flush(&lost, &asked, || {
+        airlock::enqueue(log.record("alert"))?;
+        airlock::enqueue(log.fail("page"))?;
+        airlock::enqueue(log.record("after"))?;
+        panic!("the body crashed")
     });
     let payload = result.expect_err("the body's panic resumes");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"the body crashed"));
@@ -531,16 +542,10 @@ fn a_kind_that_flushes_on_panic_runs_async_tasks_to_completion() {
     let log = Log::new();
     let lost = LostSink::new();
     let asked = Calls::default();
-    let result = airlock::with_defaults(lost.defaults(), || {
-        catch_unwind(AssertUnwindSafe(|| {
-            Scope::new().kind(FlushOn::new(&[Exit::Panic], &asked)).run(
-                || -> airlock::Result<()> {
-                    airlock::enqueue(log.record_async("async-alert"))?;
-                    airlock::enqueue(log.record("alert"))?;
-                    panic!("the body crashed")
-                },
-            )
-        }))
+    let result = crash_where_panics_flush(&lost, &asked, || {
+        airlock::enqueue(log.record_async("async-alert"))?;
+        airlock::enqueue(log.record("alert"))?;
+        panic!("the body crashed")
     });
     assert!(result.is_err(), "the body's panic resumes");
     assert_eq!(seen(&asked), ["Panic"]);
