@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# The HTTP benchmark: requests per second and p99 latency of one axum
-# service without AirlockLayer, with it on the routes (`Router::layer`) and
-# with it around the router, zero and one effect per request, loaded by wrk
-# over loopback. The six configurations alternate round by round in one go,
-# so the machine's load hits them alike; the medians and the ratios are
-# printed at the end, with `uptime` before and after.
+# The HTTP benchmark: one axum service without AirlockLayer, with it on the
+# routes (`Router::layer`) and with it around the router, zero and one effect
+# per request, over loopback. Two parts, both in rounds that alternate the
+# configurations in one go, so the machine's load hits them alike:
+#
+# 1. Throughput: wrk at saturation (CONNECTIONS connections), one
+#    configuration at a time; requests per second and the server's CPU time
+#    per request.
+# 2. Latency: `load` (bench/http/src/bin/load.rs), open loop at a fixed RATE
+#    below saturation, the three layer configurations interleaved request by
+#    request; p99 from each request's due time.
+#
+# The medians and the per-round ratios are printed at the end, with `uptime`
+# before and after.
 #
 #   bash bench/http.sh                  # 5 rounds of 5 s, 64 connections
 #   ROUNDS=9 DURATION=10 CONNECTIONS=128 bash bench/http.sh
 #
 # Environment: ROUNDS, DURATION (seconds), CONNECTIONS, THREADS (wrk's),
-# WORKERS (the server's tokio worker threads), PORT (uses PORT to PORT+2).
+# WORKERS (the server's tokio worker threads), PORT (uses PORT to PORT+2),
+# RATE (the latency part's requests per second, all three together) and
+# LOAD_CONNECTIONS (its connections per configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +30,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-1}
 PORT=${PORT:-39080}
+RATE=${RATE:-30000}
+LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-16}
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk (apt-get install -y wrk)" >&2
@@ -28,6 +40,7 @@ fi
 
 SQLX_OFFLINE=true cargo build --release -q -p airlock-bench-http
 server=target/release/airlock-bench-http
+load=target/release/load
 # The server on the first core and wrk on the second (on a machine with
 # two or more): neither preempts the other, which is what made p99 swing by
 # tens of percent between rounds when they shared both cores.
@@ -88,11 +101,23 @@ for round in $(seq "$ROUNDS"); do
         echo "server-cpu-ticks: $(( $(cpu_ticks) - before ))" >>"$out/${config/\//-}.$round"
     done
 done
+echo "load $RATE req/s for ${DURATION}s, $LOAD_CONNECTIONS connections per configuration, interleaved; $ROUNDS rounds"
+for round in $(seq "$ROUNDS"); do
+    for effects in zero one; do
+        urls=()
+        for config in plain layer around; do
+            urls+=("http://127.0.0.1:$(port_of "$config/")/$effects")
+        done
+        # Which configuration goes first in the rotation alternates too.
+        (( round % 2 == 0 )) && urls=("${urls[2]}" "${urls[1]}" "${urls[0]}")
+        "${pin_wrk[@]}" "$load" "$RATE" "$DURATION" "$LOAD_CONNECTIONS" "${urls[@]}" >"$out/latency-$effects.$round"
+    done
+done
 echo "load after:  $(uptime)"
 
-python3 - "$out" "$ROUNDS" "$TICK_US" <<'PY'
+python3 - "$out" "$ROUNDS" "$TICK_US" "$PORT" "$RATE" <<'PY'
 import re, statistics, sys
-out, rounds, tick_us = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, rounds, tick_us, port, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 def ms(value):
     number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -125,4 +150,29 @@ for layered, effects in [(l, e) for e in ["zero", "one"] for l in ["layer", "aro
           f"p99, median of per-round ratios {100 * (statistics.median(p99_ratios) - 1):+.1f}%, "
           f"medians {100 * (layer[1] / plain[1] - 1):+.1f}%; "
           f"server CPU per request {100 * (layer[3] / plain[3] - 1):+.1f}%")
+
+# The latency part: each round's file has one line per configuration.
+names = {port: "plain", port + 1: "layer", port + 2: "around"}
+print(f"\nopen loop at {rate} req/s, the three configurations interleaved request by request; medians")
+print(f"{'config':<12}{'p50 us':>8}{'p99 us':>8}{'p999 us':>9}{'service p99 us':>16}   p99 us per round")
+for effects in ["zero", "one"]:
+    p99 = {name: [] for name in names.values()}
+    rows = {name: [] for name in names.values()}
+    for r in range(1, rounds + 1):
+        for line in open(f"{out}/latency-{effects}.{r}"):
+            name = names[int(re.search(r":(\d+)/", line).group(1))]
+            fields = dict(re.findall(r"(\w+)=(\d+)", line))
+            if int(fields["errors"]):
+                print(f"  note: {name}-{effects} round {r}: {fields['errors']} answers not 2xx")
+            p99[name].append(int(fields["p99_us"]))
+            rows[name].append([int(fields[k]) for k in ["p50_us", "p99_us", "p999_us", "service_p99_us"]])
+    for name, values in rows.items():
+        medians = [statistics.median(column) for column in zip(*values)]
+        print(f"{name + '-' + effects:<12}{medians[0]:>8.0f}{medians[1]:>8.0f}{medians[2]:>9.0f}"
+              f"{medians[3]:>16.0f}   {' '.join(str(x) for x in p99[name])}")
+    for layered in ["layer", "around"]:
+        ratios = sorted(l / p for l, p in zip(p99[layered], p99["plain"]))
+        print(f"{effects} effect(s): {layered}/plain p99 at {rate} req/s, "
+              f"median of per-round ratios {100 * (statistics.median(ratios) - 1):+.1f}% "
+              f"(range {100 * (ratios[0] - 1):+.1f}% to {100 * (ratios[-1] - 1):+.1f}%)")
 PY
