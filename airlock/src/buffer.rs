@@ -109,7 +109,7 @@ fn capture_chunk(
 /// Marks an intent as captured from a scope with `policy` (rule 9).
 #[inline]
 pub(crate) fn mark_captured(mut intent: Intent, policy: Option<&Arc<dyn Policy>>) -> Intent {
-    intent.captured = true;
+    intent.set_captured();
     if let Some(policy) = policy {
         intent.push_scope_policy(policy.clone());
     }
@@ -155,7 +155,7 @@ impl Paths {
         if !path.in_chunk {
             return intent;
         }
-        intent.captured = true;
+        intent.set_captured();
         let mut at = path.policies;
         while let Some(index) = at {
             let (policy, outer) = &self.0[index];

@@ -36,15 +36,30 @@ use crate::task::{DispatchOptions, Run, Task};
 /// ```
 pub struct Intent {
     payload: Box<dyn ErasedTask>,
-    /// Local policy regions active at enqueue, innermost first.
-    pub(crate) local: Option<PolicyChain>,
-    /// Rarely used parts, kept out of line so a buffered intent stays small.
-    extra: Option<Box<Extra>>,
-    pub(crate) captured: bool,
+    route: Route,
+}
+
+/// Where an intent has been, beside its payload. Most intents carry only a
+/// local policy chain and the captured flag; the rare extras (options, an
+/// origin, captured-from scopes' policies) live out of line. Two words, so
+/// a buffered intent is four: the flag's spare values tell the variants
+/// apart.
+#[derive(Clone)]
+enum Route {
+    Lean(Base),
+    Full(Box<Full>),
 }
 
 #[derive(Clone, Default)]
-struct Extra {
+struct Base {
+    /// Local policy regions active at enqueue, innermost first.
+    local: Option<PolicyChain>,
+    captured: bool,
+}
+
+#[derive(Clone, Default)]
+struct Full {
+    base: Base,
     options: Option<DispatchOptions>,
     origin: Option<Cow<'static, str>>,
     /// Policies of the scopes this intent was captured from, innermost first.
@@ -57,27 +72,70 @@ impl Intent {
     pub fn new<T: Task>(task: T) -> Self {
         Intent {
             payload: Box::new(task),
-            local: None,
-            extra: None,
-            captured: false,
+            route: Route::Lean(Base::default()),
         }
     }
 
-    fn extra_mut(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Default::default)
+    #[inline]
+    fn base(&self) -> &Base {
+        match &self.route {
+            Route::Lean(base) => base,
+            Route::Full(full) => &full.base,
+        }
+    }
+
+    #[inline]
+    fn base_mut(&mut self) -> &mut Base {
+        match &mut self.route {
+            Route::Lean(base) => base,
+            Route::Full(full) => &mut full.base,
+        }
+    }
+
+    fn full(&self) -> Option<&Full> {
+        match &self.route {
+            Route::Lean(_) => None,
+            Route::Full(full) => Some(full),
+        }
+    }
+
+    fn full_mut(&mut self) -> &mut Full {
+        if let Route::Lean(base) = &mut self.route {
+            let base = std::mem::take(base);
+            self.route = Route::Full(Box::new(Full {
+                base,
+                ..Full::default()
+            }));
+        }
+        match &mut self.route {
+            Route::Full(full) => full,
+            Route::Lean(_) => unreachable!("made full above"),
+        }
+    }
+
+    /// The local policy regions it was enqueued in, innermost first.
+    #[inline]
+    pub(crate) fn local(&self) -> Option<&PolicyChain> {
+        self.base().local.as_ref()
+    }
+
+    /// Marks it captured from a nested scope.
+    #[inline]
+    pub(crate) fn set_captured(&mut self) {
+        self.base_mut().captured = true;
     }
 
     /// Replaces the dispatch options; options left unset fall back to the
     /// task's defaults.
     pub fn with_options(mut self, options: DispatchOptions) -> Self {
-        self.extra_mut().options = Some(options);
+        self.full_mut().options = Some(options);
         self
     }
 
     /// Records where the intent came from (a request id, a command name), for
     /// logs and executors.
     pub fn with_origin(mut self, origin: impl Into<Cow<'static, str>>) -> Self {
-        self.extra_mut().origin = Some(origin.into());
+        self.full_mut().origin = Some(origin.into());
         self
     }
 
@@ -115,7 +173,7 @@ impl Intent {
     /// defaults.
     pub fn options(&self) -> Cow<'_, DispatchOptions> {
         let defaults = self.payload.default_options();
-        match self.extra.as_ref().and_then(|e| e.options.as_ref()) {
+        match self.full().and_then(|full| full.options.as_ref()) {
             None => Cow::Owned(defaults),
             Some(own) if defaults == DispatchOptions::default() => Cow::Borrowed(own),
             Some(own) => Cow::Owned(own.clone().or(&defaults)),
@@ -124,7 +182,7 @@ impl Intent {
 
     /// Where the intent came from, if that was recorded.
     pub fn origin(&self) -> Option<&str> {
-        self.extra.as_ref()?.origin.as_deref()
+        self.full()?.origin.as_deref()
     }
 
     /// Whether the task runs asynchronously ([`Task::IS_ASYNC`]).
@@ -135,7 +193,7 @@ impl Intent {
     /// Whether this intent was captured from a nested scope rather than
     /// enqueued directly into the scope that holds it.
     pub fn is_captured(&self) -> bool {
-        self.captured
+        self.base().captured
     }
 
     /// Every policy that will judge this intent at flush, before the policy of
@@ -143,37 +201,48 @@ impl Intent {
     /// (innermost first), then the policies of the nested scopes it was
     /// captured from (innermost first).
     pub fn policies(&self) -> impl Iterator<Item = &dyn Policy> {
-        let local = self.local.iter().flat_map(PolicyChain::iter);
+        let local = self.local().into_iter().flat_map(PolicyChain::iter);
         let scopes = self
-            .extra
-            .iter()
-            .flat_map(|e| e.scope_policies.iter().map(|p| &**p));
+            .full()
+            .into_iter()
+            .flat_map(|full| full.scope_policies.iter().map(|p| &**p));
         local.chain(scopes)
     }
 
     /// Whether any policy besides the flushing scope's will judge it.
     #[inline]
     pub(crate) fn has_policies(&self) -> bool {
-        self.local.is_some()
-            || self
-                .extra
-                .as_ref()
-                .is_some_and(|e| !e.scope_policies.is_empty())
+        match &self.route {
+            Route::Lean(base) => base.local.is_some(),
+            Route::Full(full) => full.base.local.is_some() || !full.scope_policies.is_empty(),
+        }
     }
 
-    /// Forgets where the intent has been (the scopes it was captured from),
-    /// so that one handed back by a failed flush and enqueued again is judged
-    /// afresh where it lands.
+    /// Sets it out from where it is enqueued: in the local policy regions
+    /// `local`, and forgetting where it has been (the scopes it was captured
+    /// from), so that one handed back by a failed flush and enqueued again is
+    /// judged afresh where it lands.
     #[inline]
-    pub(crate) fn reset_route(&mut self) {
-        self.captured = false;
-        if let Some(extra) = &mut self.extra {
-            extra.scope_policies.clear();
+    pub(crate) fn enter(&mut self, local: Option<PolicyChain>) {
+        match &mut self.route {
+            Route::Lean(base) => {
+                *base = Base {
+                    local,
+                    captured: false,
+                }
+            }
+            Route::Full(full) => {
+                full.base = Base {
+                    local,
+                    captured: false,
+                };
+                full.scope_policies.clear();
+            }
         }
     }
 
     pub(crate) fn push_scope_policy(&mut self, policy: Arc<dyn Policy>) {
-        self.extra_mut().scope_policies.push(policy);
+        self.full_mut().scope_policies.push(policy);
     }
 
     /// Runs a clone of the task, keeping this intent: if the run fails, the
@@ -201,9 +270,7 @@ impl Clone for Intent {
     fn clone(&self) -> Self {
         Intent {
             payload: self.payload.clone_box(),
-            local: self.local.clone(),
-            extra: self.extra.clone(),
-            captured: self.captured,
+            route: self.route.clone(),
         }
     }
 }
@@ -213,15 +280,15 @@ impl fmt::Debug for Intent {
         let mut d = f.debug_struct("Intent");
         d.field("name", &self.name());
         d.field("payload", &self.payload.as_debug());
-        if let Some(extra) = &self.extra {
-            if let Some(options) = &extra.options {
+        if let Some(full) = self.full() {
+            if let Some(options) = &full.options {
                 d.field("options", options);
             }
-            if let Some(origin) = &extra.origin {
+            if let Some(origin) = &full.origin {
                 d.field("origin", origin);
             }
         }
-        if self.captured {
+        if self.is_captured() {
             d.field("captured", &true);
         }
         d.finish_non_exhaustive()

@@ -224,7 +224,13 @@ pub use airlock_macros::{scoped, task};
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
     let mut intent = Some(intent.into());
     match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
-        Ok(result) => result,
+        Ok(result) => {
+            // `Context::enqueue` always takes the intent out of the slot: the
+            // slot is `None`, and forgetting it spares a call to drop nothing.
+            debug_assert!(intent.is_none());
+            std::mem::forget(intent);
+            result
+        }
         Err(_) => no_scope_at_teardown(intent),
     }
 }

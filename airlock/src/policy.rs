@@ -503,16 +503,18 @@ impl Policy for LogOnFlush {
 }
 
 /// Local policy regions in force, innermost first: an immutable list shared by
-/// every intent enqueued in the region.
+/// every intent enqueued in the region. One word (the policy is boxed in its
+/// node, which costs nothing for a zero-sized policy), so an intent carrying
+/// it stays four words.
 #[derive(Clone)]
-pub(crate) struct PolicyChain(Arc<Node<dyn Policy>>);
+pub(crate) struct PolicyChain(Arc<Node>);
 
-struct Node<P: ?Sized> {
+struct Node {
     next: Option<PolicyChain>,
     /// Whether this region or one outside it checks enqueues
     /// ([`Policy::checks_enqueue`]).
     checks: bool,
-    policy: P,
+    policy: Box<dyn Policy>,
 }
 
 impl PolicyChain {
@@ -521,7 +523,7 @@ impl PolicyChain {
         PolicyChain(Arc::new(Node {
             next,
             checks,
-            policy,
+            policy: Box::new(policy),
         }))
     }
 
@@ -545,7 +547,7 @@ impl PolicyChain {
         std::iter::from_fn(move || {
             let current = node?;
             node = current.next.as_ref().map(|chain| &*chain.0);
-            Some(&current.policy)
+            Some(&*current.policy)
         })
     }
 }

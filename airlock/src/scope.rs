@@ -1043,7 +1043,7 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
     cx.drop_plain_top(&mut frames);
     drop(frames);
     for intent in &mut cx.buffer.borrow_mut()[mark..] {
-        intent.captured = true;
+        intent.set_captured();
     }
     tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
     InPlace::Ended
