@@ -9,7 +9,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use pin_project_lite::pin_project;
 
 use crate::config::Defaults;
-use crate::context::{CONTEXT, DefaultsOverride, Frame};
+use crate::context::{CONTEXT, Context, DefaultsOverride, Frame};
 use crate::executor::{Dispatch, DispatchFailure};
 use crate::kind::{self, Exit};
 use crate::policy::PolicyChain;
@@ -133,13 +133,24 @@ impl<'a> Lend<'a> {
         let frame = slot
             .take()
             .expect("airlock: scope frame missing between polls");
-        let id = frame.id;
+        CONTEXT.with(|cx| Self::push(cx, slot, frame))
+    }
+
+    /// Opens `scope` and lends its frame at once: one visit to the thread's
+    /// state.
+    fn open(slot: &'a mut Option<Frame>, scope: Scope) -> Self {
         CONTEXT.with(|cx| {
-            if let Err(frame) = cx.push(frame) {
-                *slot = Some(frame);
-                panic!("airlock: a scope future was polled inside a policy or scope hook");
-            }
-        });
+            let frame = scope.into_frame(cx);
+            Self::push(cx, slot, frame)
+        })
+    }
+
+    fn push(cx: &Context, slot: &'a mut Option<Frame>, frame: Frame) -> Self {
+        let id = frame.id;
+        if let Err(frame) = cx.push(frame) {
+            *slot = Some(frame);
+            panic!("airlock: a scope future was polled inside a policy or scope hook");
+        }
         Lend {
             slot,
             id,
@@ -171,10 +182,9 @@ where
     /// `start` returns then runs in the same scope. A panic in `start`
     /// discards the scope and goes on unwinding.
     pub(crate) fn started(scope: Scope, start: impl FnOnce() -> F) -> Self {
-        let frame = CONTEXT.with(|cx| scope.into_frame(cx));
-        let mut slot = FrameSlot(Some(frame));
+        let mut slot = FrameSlot(None);
         let future = {
-            let _lend = Lend::new(&mut slot.0);
+            let _lend = Lend::open(&mut slot.0, scope);
             start()
         };
         ScopeFuture {
