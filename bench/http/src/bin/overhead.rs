@@ -85,6 +85,13 @@ fn main() {
             std::mem::size_of_val(&inner.call(request())),
             std::mem::size_of_val(&layered.call(request()))
         );
+        let mut router = Router::new().route("/zero", get(zero)).with_state(());
+        let mut around = AirlockLayer::new().layer(router.clone());
+        println!(
+            "a Router's future {} bytes, layered {} bytes",
+            std::mem::size_of_val(&Service::<Request<Body>>::call(&mut router, request())),
+            std::mem::size_of_val(&around.call(request()))
+        );
         return;
     }
     runtime.block_on(async move {
