@@ -6,10 +6,14 @@
 # Each configuration is a server process of its own, all three pinned to the
 # first core, the load on the second. Two parts, in rounds:
 #
-# 1. Saturation: wrk against one configuration at a time, the configurations
-#    alternating within each round (and their order alternating between
-#    rounds), so a drift of the machine's speed hits them alike: requests per
-#    second, and the server's CPU time per request (schedstat, in ns).
+# 1. Saturation: one wrk per configuration, all three at once. The servers
+#    share the core, so each round's ratios compare the three under the same
+#    moment of the machine: run one after the other, the same
+#    configuration's throughput moved by up to 3x from round to round on this
+#    project's shared VM, and the ratios by tens of percent. Reported: each
+#    server's CPU time per request (schedstat, in ns), which is what
+#    saturation throughput is the inverse of, and its requests per second
+#    (which also depend on how the kernel shares the core out).
 # 2. Latency below saturation: `load` (bench/http/src/bin/load.rs), open loop
 #    at RATE requests per second in all, the three configurations interleaved
 #    request by request, so a stall of the machine (which decides p99 on a
@@ -85,27 +89,31 @@ if ! awk -v l="$load_before" 'BEGIN { exit !(l < 1) }'; then
     echo "UNDER LOAD: the one-minute load was $load_before at the start; treat the figures below as noise"
 fi
 
-# Loads configuration $1 at /$2 with wrk for $3 seconds; with an output
-# file $4, saves wrk's output and the server's CPU time.
+# Runs one wrk per configuration at once against /$1 for $2 seconds; with an
+# output prefix $3, saves each one's output and its server's CPU time.
 saturate() {
-    local config=$1 effects=$2 seconds=$3 file=${4:-/dev/null} before
-    before=$(cpu_ns "${pid[$config]}")
-    "${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" \
-        "http://127.0.0.1:${port[$config]}/$effects" >"$file"
-    echo "server-cpu-ns: $(( $(cpu_ns "${pid[$config]}") - before ))" >>"$file"
+    local effects=$1 seconds=$2 prefix=${3:-} config
+    local -A before wrk_pid
+    for config in "${CONFIGS[@]}"; do before[$config]=$(cpu_ns "${pid[$config]}"); done
+    for config in "${CONFIGS[@]}"; do
+        "${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" \
+            "http://127.0.0.1:${port[$config]}/$effects" >"${prefix:-/dev/null}${prefix:+-$config-$effects}" &
+        wrk_pid[$config]=$!
+    done
+    for config in "${CONFIGS[@]}"; do wait "${wrk_pid[$config]}"; done
+    if [[ -n $prefix ]]; then
+        for config in "${CONFIGS[@]}"; do
+            echo "server-cpu-ns: $(( $(cpu_ns "${pid[$config]}") - ${before[$config]} ))" >>"$prefix-$config-$effects"
+        done
+    fi
 }
 
-echo "saturation: wrk -t1 -c$CONNECTIONS -d${DURATION}s, one configuration at a time, alternating; servers: $WORKERS tokio worker(s); $ROUNDS rounds"
-for effects in zero one; do
-    for config in "${CONFIGS[@]}"; do saturate "$config" "$effects" 1; done
-done
+echo "saturation: 3 x wrk -t1 -c$CONNECTIONS -d${DURATION}s at once; servers: $WORKERS tokio worker(s) each, one core in all; $ROUNDS rounds"
+saturate zero 1
+saturate one 1
 for round in $(seq "$ROUNDS"); do
-    order=("${CONFIGS[@]}")
-    (( round % 2 == 0 )) && order=(around layer plain)
     for effects in zero one; do
-        for config in "${order[@]}"; do
-            saturate "$config" "$effects" "$DURATION" "$out/sat.$round-$config-$effects"
-        done
+        saturate "$effects" "$DURATION" "$out/sat.$round"
     done
 done
 echo "latency: load at $RATE req/s for ${DURATION}s, $LOAD_CONNECTIONS connections per configuration, interleaved; $ROUNDS rounds"
@@ -131,10 +139,10 @@ def ratio_line(what, layered, values, plain):
     return (f"  {layered}/plain {what}: {100 * (median(ratios) - 1):+.1f}% "
             f"(rounds {100 * (ratios[0] - 1):+.1f}% to {100 * (ratios[-1] - 1):+.1f}%)")
 
-print("\nsaturation, one configuration at a time; medians over rounds")
+print("\nsaturation, the three at once; medians over rounds")
 print(f"{'config':<14}{'req/s':>9}{'CPU ns/req':>12}   req/s per round")
 for effects in ["zero", "one"]:
-    rps, cpu = {}, {}
+    rps, cpu, busy = {}, {}, []
     for config in configs:
         rps[config], cpu[config] = [], []
         for r in range(1, rounds + 1):
@@ -145,9 +153,13 @@ for effects in ["zero", "one"]:
             errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
             if errors:
                 print(f"  note: {config}-{effects} round {r}: {errors.group(0)}")
+    for r in range(rounds):
+        busy.append(sum(cpu[c][r] * rps[c][r] for c in configs) / 1e9)
     for config in configs:
         print(f"{config + '-' + effects:<14}{median(rps[config]):>9.0f}{median(cpu[config]):>12.0f}   "
               + " ".join(f"{x:.0f}" for x in rps[config]))
+    print(f"  the servers' core was busy {100 * median(busy):.0f}% of the time"
+          + ("" if median(busy) > 0.95 else ": wrk, not the servers, set the pace; the throughput ratios are not the servers'"))
     for layered in ["layer", "around"]:
         print(ratio_line("throughput", layered, rps[layered], rps["plain"]))
         print(ratio_line("CPU per request", layered, cpu[layered], cpu["plain"]))

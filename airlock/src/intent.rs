@@ -41,9 +41,9 @@ pub struct Intent {
 
 /// Where an intent has been, beside its payload. Most intents carry only a
 /// local policy chain and the captured flag; the rare extras (options, an
-/// origin, captured-from scopes' policies) live out of line. Two words, so
-/// a buffered intent is four: the flag's spare values tell the variants
-/// apart.
+/// origin, captured-from scopes' policies) live out of line. Three words (the
+/// flag's spare values tell the variants apart), so a buffered intent is
+/// five: 40 bytes.
 #[derive(Clone)]
 enum Route {
     Lean(Base),

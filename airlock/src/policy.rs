@@ -503,18 +503,16 @@ impl Policy for LogOnFlush {
 }
 
 /// Local policy regions in force, innermost first: an immutable list shared by
-/// every intent enqueued in the region. One word (the policy is boxed in its
-/// node, which costs nothing for a zero-sized policy), so an intent carrying
-/// it stays four words.
+/// every intent enqueued in the region.
 #[derive(Clone)]
-pub(crate) struct PolicyChain(Arc<Node>);
+pub(crate) struct PolicyChain(Arc<Node<dyn Policy>>);
 
-struct Node {
+struct Node<P: ?Sized> {
     next: Option<PolicyChain>,
     /// Whether this region or one outside it checks enqueues
     /// ([`Policy::checks_enqueue`]).
     checks: bool,
-    policy: Box<dyn Policy>,
+    policy: P,
 }
 
 impl PolicyChain {
@@ -523,7 +521,7 @@ impl PolicyChain {
         PolicyChain(Arc::new(Node {
             next,
             checks,
-            policy: Box::new(policy),
+            policy,
         }))
     }
 
@@ -547,7 +545,7 @@ impl PolicyChain {
         std::iter::from_fn(move || {
             let current = node?;
             node = current.next.as_ref().map(|chain| &*chain.0);
-            Some(&*current.policy)
+            Some(&current.policy)
         })
     }
 }
