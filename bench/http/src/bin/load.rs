@@ -65,6 +65,13 @@ fn usage(problem: &str) -> ! {
     std::process::exit(2);
 }
 
+/// The server broke off (closed a connection, sent no answer): the run
+/// measures nothing more.
+fn server_failed(uri: &Uri, what: &str, error: impl std::fmt::Display) -> ! {
+    eprintln!("load: {uri}: {what}: {error}; is the server still up?");
+    std::process::exit(1);
+}
+
 fn positive<T: std::str::FromStr + PartialOrd + Default>(arg: &str, what: &str) -> T {
     arg.parse()
         .ok()
@@ -85,7 +92,7 @@ async fn connect(uri: &Uri) -> http1::SendRequest<Empty<Bytes>> {
     stream.set_nodelay(true).expect("TCP_NODELAY");
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
-        .expect("an HTTP/1.1 handshake");
+        .unwrap_or_else(|error| server_failed(uri, "HTTP/1.1 handshake failed", error));
     tokio::spawn(connection);
     sender
 }
@@ -103,20 +110,20 @@ async fn drive(
             .header(hyper::header::HOST, &host)
             .body(Empty::new())
             .expect("a valid request");
-        sender.ready().await.expect("the connection stays open");
+        if let Err(error) = sender.ready().await {
+            server_failed(&uri, "the connection closed", error);
+        }
         let written = Instant::now();
         let response = sender
             .send_request(request)
             .await
-            .expect("the server answers");
+            .unwrap_or_else(|error| server_failed(&uri, "no answer", error));
         if !response.status().is_success() {
             measured.errors += 1;
         }
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("the whole body");
+        if let Err(error) = response.into_body().collect().await {
+            server_failed(&uri, "the answer's body broke off", error);
+        }
         let done = Instant::now();
         let micros = |since: Instant| (done - since).as_micros().max(1) as u64;
         measured.from_due.saturating_record(micros(due));
