@@ -224,6 +224,8 @@ impl Intent {
     /// judged afresh where it lands.
     #[inline]
     pub(crate) fn enter(&mut self, local: Option<PolicyChain>) {
+        // One match, not `base_mut` after it: this is every enqueue's path
+        // (4 instructions fewer per intent).
         match &mut self.route {
             Route::Lean(base) => {
                 *base = Base {
