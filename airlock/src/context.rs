@@ -12,7 +12,7 @@
 //! moves as one pointer. Enqueueing therefore touches only this thread's
 //! memory: no lock, no atomic.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -686,9 +686,49 @@ impl Context {
         Some(frame)
     }
 
-    /// Enqueues the intent in `slot` (always `Some`; taken here).
-    #[inline]
+    /// The thread's buffer, if an enqueue now is the common one: no hook
+    /// running, no local policy region, no policy on the stack that checks
+    /// enqueues, the current scope this thread's own, and room in the buffer.
+    /// Then nothing can refuse an intent and enqueueing it is one push.
+    #[inline(always)]
+    fn plain_buffer(&self) -> Option<RefMut<'_, Vec<Intent>>> {
+        if self.in_hook() || self.judging.get() > 0 {
+            return None;
+        }
+        // Taken, and put back only if there is one: the common case is none.
+        let local = self.local.take();
+        if local.is_some() {
+            self.local.set(local);
+            return None;
+        }
+        let frames = self.frames.try_borrow().ok()?;
+        if frames.last().is_none_or(|top| top.is_remote()) {
+            return None;
+        }
+        let buffer = self.buffer.try_borrow_mut().ok()?;
+        (buffer.len() < buffer.capacity()).then_some(buffer)
+    }
+
+    /// Enqueues the intent in `slot` (always `Some`; taken here): the common
+    /// case inline (see [`plain_buffer`](Context::plain_buffer)), every other
+    /// one in [`enqueue_checked`](Context::enqueue_checked).
+    #[inline(always)]
     pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> Result<()> {
+        let Some(mut buffer) = self.plain_buffer() else {
+            return self.enqueue_checked(slot);
+        };
+        let Some(mut intent) = slot.take() else {
+            unreachable!("airlock: enqueue without an intent")
+        };
+        intent.enter_plain();
+        buffer.push(intent);
+        Ok(())
+    }
+
+    /// Enqueues the intent in `slot` (always `Some`; taken here), checking
+    /// everything.
+    #[inline]
+    fn enqueue_checked(&self, slot: &mut Option<Intent>) -> Result<()> {
         let Some(mut intent) = slot.take() else {
             unreachable!("airlock: enqueue without an intent")
         };

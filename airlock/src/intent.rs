@@ -222,7 +222,7 @@ impl Intent {
     /// `local`, and forgetting where it has been (the scopes it was captured
     /// from), so that one handed back by a failed flush and enqueued again is
     /// judged afresh where it lands.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter(&mut self, local: Option<PolicyChain>) {
         // One match, not `base_mut` after it: this is every enqueue's path
         // (4 instructions fewer per intent).
@@ -241,6 +241,28 @@ impl Intent {
                 full.scope_policies.clear();
             }
         }
+    }
+
+    /// [`enter`](Intent::enter) with no local policy region: nothing to do
+    /// for an intent fresh from [`Intent::new`].
+    #[inline(always)]
+    pub(crate) fn enter_plain(&mut self) {
+        if !matches!(
+            self.route,
+            Route::Lean(Base {
+                local: None,
+                captured: false
+            })
+        ) {
+            self.reenter();
+        }
+    }
+
+    /// An intent enqueued again (from a report or a capture): its route is
+    /// reset.
+    #[inline(never)]
+    fn reenter(&mut self) {
+        self.enter(None);
     }
 
     pub(crate) fn push_scope_policy(&mut self, policy: Arc<dyn Policy>) {
