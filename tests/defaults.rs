@@ -120,6 +120,39 @@ fn explicit_policy_wins_over_default() {
     assert_eq!(log.runs(), ["explicit-allow", "explicit-log"]);
 }
 
+/// A clone of a configured scope is configured apart: a setting changed on
+/// the clone leaves the original's, and a setting left alone still comes from
+/// the defaults.
+#[test]
+fn a_cloned_scope_is_configured_apart() {
+    let log = Log::new();
+    let recorder = Recorder::default();
+    let template = Scope::new().policy(DropAll);
+    let clone = template.clone().policy(AllowAll);
+    airlock::with_defaults(Defaults::new().executor(recorder.clone()), || {
+        template
+            .run(|| airlock::enqueue(log.record("template")))
+            .unwrap();
+        clone.run(|| airlock::enqueue(log.record("clone"))).unwrap();
+    });
+    assert_eq!(
+        recorder.seen(),
+        ["record"],
+        "only the clone lets it through"
+    );
+    assert_eq!(
+        format!("{:?}", Scope::new().kind(Independent)),
+        r#"Scope { policy: "default", executor: "default", kind: "explicit" }"#
+    );
+    assert_eq!(
+        format!(
+            "{:?}",
+            Scope::new().policy(DropAll).executor(InlineExecutor)
+        ),
+        r#"Scope { policy: "explicit", executor: "explicit", kind: "default" }"#
+    );
+}
+
 /// Rule 13: without an override (and under built-in defaults) everything is
 /// allowed.
 #[test]

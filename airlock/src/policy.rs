@@ -358,11 +358,19 @@ impl Names {
     }
 }
 
-/// Name equality, answering at once for the common case of both sides being
-/// the task's own `NAME` constant.
+/// Name equality, answering at once for the common cases: both sides the
+/// task's own `NAME` constant, or names that differ in length, first or last
+/// byte (no call to compare the bytes in between).
 #[inline]
 fn same_name(blocked: &str, name: &str) -> bool {
-    std::ptr::eq(blocked, name) || blocked == name
+    if std::ptr::eq(blocked, name) {
+        return true;
+    }
+    let (blocked, name) = (blocked.as_bytes(), name.as_bytes());
+    blocked.len() == name.len()
+        && blocked.first() == name.first()
+        && blocked.last() == name.last()
+        && blocked == name
 }
 
 impl BlockTasks {

@@ -35,6 +35,15 @@ use crate::undelivered::Undelivered;
 #[derive(Clone)]
 #[must_use = "a scope does nothing until `run`, `run_async` or `enter` is called"]
 pub struct Scope {
+    /// `None` while every setting is left to the defaults: the common scope
+    /// is one word, and telling it apart is one check.
+    settings: Option<Arc<Settings>>,
+}
+
+/// A scope's explicit settings. Shared by clones of a configured scope (a
+/// template cloned per request costs one reference count).
+#[derive(Clone, Default)]
+struct Settings {
     policy: Setting<dyn Policy>,
     executor: Setting<dyn Executor>,
     kind: Setting<dyn ScopeKind>,
@@ -42,7 +51,9 @@ pub struct Scope {
 
 /// A scope setting: the default, or an explicit choice where `None` is the
 /// built-in (and fastest) one.
+#[derive(Default)]
 enum Setting<T: ?Sized> {
+    #[default]
     Default,
     Explicit(Option<Arc<T>>),
 }
@@ -57,11 +68,15 @@ impl<T: ?Sized> Clone for Setting<T> {
 }
 
 impl<T: ?Sized> Setting<T> {
-    fn resolve(self, default: &Option<Arc<T>>) -> Option<Arc<T>> {
+    fn resolve(&self, default: &Option<Arc<T>>) -> Option<Arc<T>> {
         match self {
             Setting::Default => default.clone(),
-            Setting::Explicit(value) => value,
+            Setting::Explicit(value) => value.clone(),
         }
+    }
+
+    fn is_explicit(&self) -> bool {
+        matches!(self, Setting::Explicit(_))
     }
 }
 
@@ -80,66 +95,46 @@ pub(crate) fn executor_arc<E: Executor>(executor: E) -> Option<Arc<dyn Executor>
 impl Scope {
     /// A scope that takes everything from the defaults.
     pub const fn new() -> Self {
-        Scope {
-            policy: Setting::Default,
-            executor: Setting::Default,
-            kind: Setting::Default,
-        }
+        Scope { settings: None }
+    }
+
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(self.settings.get_or_insert_default())
     }
 
     /// Sets the policy: which intents may escape.
     pub fn policy<P: Policy>(mut self, policy: P) -> Self {
-        self.policy = Setting::Explicit(policy_arc(policy));
+        self.settings().policy = Setting::Explicit(policy_arc(policy));
         self
     }
 
     /// Sets the executor: how escaping intents run.
     pub fn executor<E: Executor>(mut self, executor: E) -> Self {
-        self.executor = Setting::Explicit(executor_arc(executor));
+        self.settings().executor = Setting::Explicit(executor_arc(executor));
         self
     }
 
     /// Sets the scope kind: when intents escape.
     pub fn kind<K: ScopeKind>(mut self, kind: K) -> Self {
-        self.kind = Setting::Explicit(Some(Arc::new(kind)));
+        self.settings().kind = Setting::Explicit(Some(Arc::new(kind)));
         self
-    }
-
-    /// Whether every setting is left to the defaults.
-    #[inline]
-    fn is_plain(&self) -> bool {
-        matches!(
-            self,
-            Scope {
-                policy: Setting::Default,
-                executor: Setting::Default,
-                kind: Setting::Default,
-            }
-        )
     }
 
     #[inline]
     pub(crate) fn into_frame(self, cx: &Context) -> Frame {
-        if self.is_plain() && cx.defaults_are_builtin() {
-            // Nothing to drop: every setting is `Default`.
-            std::mem::forget(self);
-            return Frame::local(cx.next_id(), None, Vec::new());
-        }
-        let config = cx.with_defaults(|d| match self {
-            Scope {
-                policy: Setting::Default,
-                executor: Setting::Default,
-                kind: Setting::Default,
-            } => d.config.clone(),
-            Scope {
-                policy,
-                executor,
-                kind,
-            } => Config::new(
-                policy.resolve(&d.policy),
-                executor.resolve(&d.executor),
-                kind.resolve(&d.kind),
-            ),
+        let Some(settings) = self.settings else {
+            if cx.defaults_are_builtin() {
+                return Frame::local(cx.next_id(), None, Vec::new());
+            }
+            let config = cx.with_defaults(|d| d.config.clone());
+            return Frame::local(cx.next_id(), config, Vec::new());
+        };
+        let config = cx.with_defaults(|d| {
+            Config::new(
+                settings.policy.resolve(&d.policy),
+                settings.executor.resolve(&d.executor),
+                settings.kind.resolve(&d.kind),
+            )
         });
         Frame::local(cx.next_id(), config, Vec::new())
     }
@@ -279,14 +274,17 @@ impl Default for Scope {
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |explicit: bool| if explicit { "explicit" } else { "default" };
+        let show = |explicit: fn(&Settings) -> bool| {
+            if self.settings.as_deref().is_some_and(explicit) {
+                "explicit"
+            } else {
+                "default"
+            }
+        };
         f.debug_struct("Scope")
-            .field("policy", &show(matches!(self.policy, Setting::Explicit(_))))
-            .field(
-                "executor",
-                &show(matches!(self.executor, Setting::Explicit(_))),
-            )
-            .field("kind", &show(matches!(self.kind, Setting::Explicit(_))))
+            .field("policy", &show(|s| s.policy.is_explicit()))
+            .field("executor", &show(|s| s.executor.is_explicit()))
+            .field("kind", &show(|s| s.kind.is_explicit()))
             .finish()
     }
 }
