@@ -339,14 +339,15 @@ enum Names {
 
 impl Names {
     fn push(&mut self, name: Cow<'static, str>) {
-        *self = match std::mem::take(self) {
-            Names::None => Names::One(name),
-            Names::One(first) => Names::Many(vec![first, name]),
-            Names::Many(mut names) => {
-                names.push(name);
-                Names::Many(names)
+        match self {
+            // The usual case: written in place, with nothing to drop.
+            Names::None => *self = Names::One(name),
+            Names::One(first) => {
+                let first = std::mem::take(first);
+                *self = Names::Many(vec![first, name]);
             }
-        };
+            Names::Many(names) => names.push(name),
+        }
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -367,10 +368,25 @@ fn same_name(blocked: &str, name: &str) -> bool {
         return true;
     }
     let (blocked, name) = (blocked.as_bytes(), name.as_bytes());
-    blocked.len() == name.len()
-        && blocked.first() == name.first()
-        && blocked.last() == name.last()
-        && blocked == name
+    if blocked.len() != name.len() || blocked.first() != name.first() {
+        return false;
+    }
+    // Up to 16 bytes: two overlapping words each, no call to compare bytes.
+    match blocked.len() {
+        4..=8 => halves::<4>(blocked) == halves::<4>(name),
+        9..=16 => halves::<8>(blocked) == halves::<8>(name),
+        _ => blocked == name,
+    }
+}
+
+/// The first and the last `N` bytes of `bytes` (at least `N` long).
+#[inline]
+fn halves<const N: usize>(bytes: &[u8]) -> ([u8; N], [u8; N]) {
+    let mut first = [0; N];
+    let mut last = [0; N];
+    first.copy_from_slice(&bytes[..N]);
+    last.copy_from_slice(&bytes[bytes.len() - N..]);
+    (first, last)
 }
 
 impl BlockTasks {
@@ -555,5 +571,30 @@ impl PolicyChain {
             node = current.next.as_ref().map(|chain| &*chain.0);
             Some(&current.policy)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+
+    /// The word-wise comparison agrees with `==` at every length it covers
+    /// and beyond, wherever two names of one length differ.
+    #[test]
+    fn same_name_agrees_with_string_equality() {
+        for len in 0..=20 {
+            let name: String = (0..len).map(|i| char::from(b'a' + i as u8)).collect();
+            // A copy, so the pointers differ.
+            assert!(same_name(&name, &name.clone()), "{name:?}");
+            assert!(same_name(&name, &name), "{name:?}");
+            for at in 0..len {
+                let mut other = name.clone().into_bytes();
+                other[at] = b'_';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!same_name(&name, &other), "{name:?} vs {other:?}");
+                assert!(!same_name(&other, &name), "{other:?} vs {name:?}");
+            }
+            assert!(!same_name(&name, &format!("{name}a")), "{name:?}");
+        }
     }
 }
