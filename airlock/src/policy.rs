@@ -427,6 +427,7 @@ impl BlockTasks {
     }
 
     /// Whether the task with this name is blocked.
+    #[inline]
     pub fn blocks(&self, name: &str) -> bool {
         self.names.contains(name)
     }
@@ -464,6 +465,11 @@ impl Policy for BlockTasks {
 
     fn allows(&self, intent: &Intent) -> bool {
         !self.blocks(intent.name())
+    }
+
+    // One call per intent at flush, not two.
+    fn dropped_by(&self, intent: &Intent) -> Option<&'static str> {
+        self.blocks(intent.name()).then(|| self.name())
     }
 
     fn checks_enqueue(&self) -> bool {

@@ -108,9 +108,11 @@ impl FlushReport {
     /// Records one intent's fate.
     #[inline]
     pub(crate) fn push(&mut self, task: &'static str, fate: Fate) {
+        // Names compare by address, as the constants they are: no call to
+        // compare bytes. Equal names at two addresses only start a new run.
         if let Some((last, count)) = self.runs.last_mut()
             && std::ptr::eq(last.task, task)
-            && last.fate == fate
+            && same_fate(last.fate, fate)
         {
             *count += 1;
             return;
@@ -185,5 +187,43 @@ impl FlushReport {
             left -= *count;
             *count > 0
         });
+    }
+}
+
+/// Whether two fates are one, comparing a dropping policy's name by address.
+#[inline]
+fn same_fate(a: Fate, b: Fate) -> bool {
+    match (a, b) {
+        (Fate::Dropped { policy: a }, Fate::Dropped { policy: b }) => std::ptr::eq(a, b),
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fate, FlushReport};
+
+    /// One task dropped by one policy over and over is one run; a change of
+    /// task or fate starts the next.
+    #[test]
+    fn repeated_fates_share_a_run() {
+        let mut report = FlushReport::default();
+        let dropped = Fate::Dropped { policy: "DropAll" };
+        for _ in 0..1000 {
+            report.push("work", dropped);
+        }
+        assert_eq!(report.runs.len(), 1);
+        report.push(
+            "work",
+            Fate::Dropped {
+                policy: "BlockTasks",
+            },
+        );
+        report.push("work", Fate::Dispatched);
+        report.push("work", Fate::Dispatched);
+        report.push("mail", Fate::Dispatched);
+        assert_eq!(report.runs.len(), 4);
+        assert_eq!(report.entries().len(), 1004);
+        assert_eq!(report.dropped().count(), 1001);
     }
 }
