@@ -447,7 +447,8 @@ impl Context {
                     && buffer.is_empty()
                     && buffer.capacity() * size_of::<Intent>() <= KEPT_BYTES =>
             {
-                *current = buffer;
+                // The one it replaces never allocated: nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *current, buffer));
             }
             _ => self.recycle(buffer),
         }
