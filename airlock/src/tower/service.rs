@@ -56,10 +56,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let config = self.config.clone();
+        let config = &self.config;
         let inner = &mut self.inner;
-        let scope = config.scope.clone();
-        ResponseFuture::new(scope.run_async_with(move || Judge::new(inner.call(request), config)))
+        ResponseFuture::new(
+            config
+                .scope
+                .clone()
+                .run_async_with(move || Judge::new(inner.call(request), config)),
+        )
     }
 }
 
