@@ -640,9 +640,35 @@ fn a_retried_intent_is_judged_afresh() {
         1,
         "carries the inner policy"
     );
-    let (_, again) = airlock::capture(|| handed_back.into_iter().try_for_each(airlock::enqueue));
+    let (_, again) =
+        airlock::capture(|| handed_back.iter().cloned().try_for_each(airlock::enqueue));
     assert!(!again[0].is_captured());
     assert_eq!(again[0].policies().count(), 0);
+    // The same where the buffer has room, the common enqueue's path.
+    let (_, again) = airlock::capture(|| {
+        airlock::enqueue(log.record("a"))?;
+        handed_back.into_iter().try_for_each(airlock::enqueue)
+    });
+    assert!(!again[1].is_captured());
+    assert_eq!(again[1].policies().count(), 0);
+}
+
+/// An intent taken from inside a local policy region and enqueued again
+/// outside it leaves the region behind.
+#[test]
+fn a_retried_intent_leaves_its_region_behind() {
+    let log = Log::new();
+    let (_, inside) = airlock::capture(|| {
+        airlock::with_policy(BlockTasks::of::<airlock_tests::Other>(), || {
+            airlock::enqueue(log.record("a"))
+        })
+    });
+    assert_eq!(inside[0].policies().count(), 1, "carries its region");
+    let (_, outside) = airlock::capture(|| {
+        airlock::enqueue(log.record("b"))?;
+        inside.into_iter().try_for_each(airlock::enqueue)
+    });
+    assert_eq!(outside[1].policies().count(), 0);
 }
 
 /// Fail fast holds after the inline executor switched to async mode: a

@@ -1058,6 +1058,30 @@ mod tests {
         assert_eq!(capacities, [16, 32, 48, 64, 80, 100, 125, 156, 195, 243]);
     }
 
+    /// Enqueueing grows the thread's buffer the same way, whichever path the
+    /// enqueue takes.
+    #[test]
+    fn enqueue_grows_the_buffer_by_a_quarter() {
+        std::thread::spawn(|| {
+            let mut capacities = Vec::new();
+            Scope::new()
+                .policy(DropAll)
+                .run(|| {
+                    for _ in 0..200 {
+                        crate::enqueue(Nop)?;
+                        if capacities.last() != Some(&kept_capacity()) {
+                            capacities.push(kept_capacity());
+                        }
+                    }
+                    Ok::<_, crate::Error>(())
+                })
+                .unwrap();
+            assert_eq!(capacities, [16, 32, 48, 64, 80, 100, 125, 156, 195, 243]);
+        })
+        .join()
+        .unwrap();
+    }
+
     /// Frame ids are unique across threads (a scope future that moves finds
     /// its frame by id), and a thread that uses up its block takes another.
     #[test]
