@@ -601,5 +601,11 @@ mod tests {
             }
             assert!(!same_name(&name, &format!("{name}a")), "{name:?}");
         }
+        // Of two lengths, however alike their ends: never equal, and never
+        // read past the shorter one.
+        assert!(!same_name("abcdabcd", "abcdabcdabcd"));
+        assert!(!same_name("abcdabcdabcd", "abcdabcd"));
+        assert!(!same_name("abcdefgh", "ab"));
+        assert!(!same_name("abcdefghijklmnop", "abcdefg"));
     }
 }
