@@ -57,36 +57,16 @@ pin_project! {
     pub(crate) struct Judge<F> {
         #[pin]
         future: F,
-        verdict: Verdict,
+        config: Option<Arc<Config>>,
     }
 }
 
 impl<F> Judge<F> {
-    pub(crate) fn new(future: F, config: &Arc<Config>) -> Self {
-        // The default rule needs no configuration: no reference count to
-        // take and give back on every request.
-        let verdict = Verdict((!config.judges_by_default()).then(|| Arc::clone(config)));
-        Judge { future, verdict }
-    }
-}
-
-/// The configuration a response is judged by; `None` for the default rule
-/// (below 400 flushes, a failed flush answers 500).
-#[derive(Default)]
-struct Verdict(Option<Arc<Config>>);
-
-impl Verdict {
-    fn is_success(&self, status: StatusCode) -> bool {
-        match &self.0 {
-            Some(config) => config.is_success(status),
-            None => status.as_u16() < 400,
+    pub(crate) fn new(future: F, config: Arc<Config>) -> Self {
+        Judge {
+            future,
+            config: Some(config),
         }
-    }
-
-    fn on_flush_failure(&self) -> FlushFailure {
-        self.0
-            .as_ref()
-            .map_or_else(FlushFailure::default, |config| config.on_flush_failure)
     }
 }
 
@@ -96,27 +76,30 @@ impl<F: Future> Future for Judge<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = ready!(this.future.poll(cx));
-        let verdict = std::mem::take(this.verdict);
-        Poll::Ready(Judged { out, verdict })
+        let config = this
+            .config
+            .take()
+            .expect("airlock: Judge polled after completion");
+        Poll::Ready(Judged { out, config })
     }
 }
 
 /// The inner service's answer, about to decide the scope's fate.
 pub(crate) struct Judged<T> {
     out: T,
-    verdict: Verdict,
+    config: Arc<Config>,
 }
 
 impl<RB: Default, E> Outcome for Judged<Result<Response<RB>, E>> {
     fn is_success(&self) -> bool {
         match &self.out {
-            Ok(response) => self.verdict.is_success(response.status()),
+            Ok(response) => self.config.is_success(response.status()),
             Err(_) => false,
         }
     }
 
     fn absorb_flush_error(mut self, error: Error) -> Self {
-        let replace = self.verdict.on_flush_failure() == FlushFailure::Respond500;
+        let replace = self.config.on_flush_failure == FlushFailure::Respond500;
         if let (true, Ok(response)) = (replace, &mut self.out) {
             *response = internal_server_error();
             hand_to_hook(

@@ -67,11 +67,6 @@ impl Config {
             None => status.as_u16() < 400,
         }
     }
-
-    /// Whether it judges responses as a layer with no settings does.
-    pub(crate) fn judges_by_default(&self) -> bool {
-        self.success.is_none() && self.on_flush_failure == FlushFailure::default()
-    }
 }
 
 impl AirlockLayer {

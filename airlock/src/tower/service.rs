@@ -56,14 +56,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let config = &self.config;
+        let config = self.config.clone();
         let inner = &mut self.inner;
-        ResponseFuture::new(
-            config
-                .scope
-                .clone()
-                .run_async_with(move || Judge::new(inner.call(request), config)),
-        )
+        let scope = config.scope.clone();
+        ResponseFuture::new(scope.run_async_with(move || Judge::new(inner.call(request), config)))
     }
 }
 
