@@ -201,8 +201,11 @@ fn nested_capture() -> (f64, u64) {
 
 /// Not one of the reference's workloads: 10,000 scopes nested in each
 /// other, each enqueueing one intent before opening the next, then flushed by
-/// the outermost. Per intent, it should cost about what `nested_capture`
-/// does, whatever the depth.
+/// the outermost. Per intent it costs the same whatever the depth (no
+/// quadratic blow-up), about 2,600 instructions (callgrind): four times
+/// `nested_capture`, because past 16 intents a captured scope moves as one
+/// chunk, which allocates, instead of staying in place. Its time also counts
+/// the page faults of the fresh thread's stack the recursion runs on.
 fn nested_deep() -> (f64, u64) {
     const N: u64 = 10_000;
     fn level(depth: u64) -> airlock::Result<()> {
