@@ -303,11 +303,7 @@ pub(crate) struct Context {
     /// How many frames on the stack have a policy to consult at enqueue, so
     /// that an enqueue with none skips the walk.
     judging: Cell<usize>,
-    /// The local policy regions in force, innermost first: written only
-    /// through [`replace_local`](Context::replace_local).
-    local: Cell<Option<PolicyChain>>,
-    /// Whether `local` holds a region, readable without taking it.
-    in_region: Cell<bool>,
+    pub(crate) local: Cell<Option<PolicyChain>>,
     in_hook: Cell<bool>,
     next_id: Cell<u64>,
     defaults_override: RefCell<Option<Defaults>>,
@@ -344,7 +340,6 @@ thread_local! {
             buffer: RefCell::new(Vec::new()),
             judging: Cell::new(0),
             local: Cell::new(None),
-            in_region: Cell::new(false),
             in_hook: Cell::new(false),
             // The first id takes a block.
             next_id: Cell::new(IN_BLOCK),
@@ -598,14 +593,6 @@ impl Context {
         self.split_part(&mut buffer, start, end)
     }
 
-    /// Makes `chain` the local policy regions in force, returning the ones
-    /// it replaces.
-    #[inline]
-    pub(crate) fn replace_local(&self, chain: Option<PolicyChain>) -> Option<PolicyChain> {
-        self.in_region.set(chain.is_some());
-        self.local.replace(chain)
-    }
-
     #[inline]
     pub(crate) fn local_chain(&self) -> Option<PolicyChain> {
         let chain = self.local.take();
@@ -706,7 +693,13 @@ impl Context {
     /// Then nothing can refuse an intent and enqueueing it is one push.
     #[inline(always)]
     fn plain_buffer(&self) -> Option<RefMut<'_, Vec<Intent>>> {
-        if self.in_hook() || self.judging.get() > 0 || self.in_region.get() {
+        if self.in_hook() || self.judging.get() > 0 {
+            return None;
+        }
+        // Taken, and put back only if there is one: the common case is none.
+        let local = self.local.take();
+        if local.is_some() {
+            self.local.set(local);
             return None;
         }
         let frames = self.frames.try_borrow().ok()?;

@@ -601,9 +601,9 @@ struct Region {
 impl Region {
     fn push<P: Policy>(policy: P) -> Self {
         CONTEXT.with(|cx| {
-            let previous = cx.replace_local(None);
+            let previous = cx.local.take();
             let chain = crate::policy::PolicyChain::push(previous.clone(), policy);
-            cx.replace_local(Some(chain));
+            cx.local.set(Some(chain));
             Region { previous }
         })
     }
@@ -612,7 +612,7 @@ impl Region {
 impl Drop for Region {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        let _ = CONTEXT.try_with(|cx| cx.replace_local(previous));
+        let _ = CONTEXT.try_with(|cx| cx.local.set(previous));
     }
 }
 
