@@ -122,20 +122,17 @@ impl Scope {
 
     #[inline]
     pub(crate) fn into_frame(self, cx: &Context) -> Frame {
-        let Some(settings) = self.settings else {
-            if cx.defaults_are_builtin() {
-                return Frame::local(cx.next_id(), None, Vec::new());
-            }
-            let config = cx.with_defaults(|d| d.config.clone());
-            return Frame::local(cx.next_id(), config, Vec::new());
+        let config = match self.settings {
+            None if cx.defaults_are_builtin() => None,
+            None => cx.with_defaults(|d| d.config.clone()),
+            Some(settings) => cx.with_defaults(|d| {
+                Config::new(
+                    settings.policy.resolve(&d.policy),
+                    settings.executor.resolve(&d.executor),
+                    settings.kind.resolve(&d.kind),
+                )
+            }),
         };
-        let config = cx.with_defaults(|d| {
-            Config::new(
-                settings.policy.resolve(&d.policy),
-                settings.executor.resolve(&d.executor),
-                settings.kind.resolve(&d.kind),
-            )
-        });
         Frame::local(cx.next_id(), config, Vec::new())
     }
 
