@@ -713,10 +713,13 @@ impl Context {
     /// Enqueues the intent in `slot` (always `Some`; taken here): the common
     /// case inline (see [`plain_buffer`](Context::plain_buffer)), every other
     /// one in [`enqueue_checked`](Context::enqueue_checked).
+    ///
+    /// The error is boxed so that the common path returns one word, not an
+    /// `Error`'s nine.
     #[inline(always)]
-    pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> Result<()> {
+    pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> std::result::Result<(), Box<Error>> {
         let Some(mut buffer) = self.plain_buffer() else {
-            return self.enqueue_checked(slot);
+            return self.enqueue_checked(slot).map_err(Box::new);
         };
         let Some(mut intent) = slot.take() else {
             unreachable!("airlock: enqueue without an intent")

@@ -229,7 +229,7 @@ pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
             // slot is `None`, and forgetting it spares a call to drop nothing.
             debug_assert!(intent.is_none());
             std::mem::forget(intent);
-            result
+            result.map_err(|error| *error)
         }
         Err(_) => no_scope_at_teardown(intent),
     }

@@ -340,7 +340,6 @@ enum Names {
 impl Names {
     fn push(&mut self, name: Cow<'static, str>) {
         match self {
-            // The usual case: written in place, with nothing to drop.
             Names::None => *self = Names::One(name),
             Names::One(first) => {
                 let first = std::mem::take(first);
@@ -395,11 +394,20 @@ impl BlockTasks {
         I: IntoIterator,
         I::Item: Into<Cow<'static, str>>,
     {
-        let mut blocked = BlockTasks::default();
-        for name in names {
-            blocked.names.push(name.into());
+        let mut names = names.into_iter().map(Into::into);
+        // Built whole, not pushed one by one: a region's policy is made on
+        // every `with_policy` call, and one name is the usual case.
+        let names = match (names.next(), names.next()) {
+            (None, _) => Names::None,
+            (Some(first), None) => Names::One(first),
+            (Some(first), Some(second)) => {
+                Names::Many([first, second].into_iter().chain(names).collect())
+            }
+        };
+        BlockTasks {
+            names,
+            reject: false,
         }
-        blocked
     }
 
     /// Blocks task `T`.
@@ -581,7 +589,30 @@ impl PolicyChain {
 
 #[cfg(test)]
 mod tests {
-    use super::same_name;
+    use super::{BlockTasks, same_name};
+
+    /// However many names it is given, it keeps each once, in order, and
+    /// blocks exactly those; `and_name` adds to any of them.
+    #[test]
+    fn names_keeps_every_name_given() {
+        let all = ["a", "bb", "ccc", "dddd"];
+        for count in 0..=all.len() {
+            let given = &all[..count];
+            let policy = BlockTasks::names(given.iter().copied());
+            assert_eq!(policy.blocked_names().collect::<Vec<_>>(), given);
+            for name in all {
+                assert_eq!(
+                    policy.blocks(name),
+                    given.contains(&name),
+                    "{name} of {given:?}"
+                );
+            }
+            let more = policy.and_name("e");
+            let mut expected = given.to_vec();
+            expected.push("e");
+            assert_eq!(more.blocked_names().collect::<Vec<_>>(), expected);
+        }
+    }
 
     /// The word-wise comparison agrees with `==` at every length it covers
     /// and beyond, wherever two names of one length differ.
