@@ -349,13 +349,21 @@ impl Names {
         }
     }
 
+    #[inline]
     fn contains(&self, name: &str) -> bool {
         match self {
             Names::None => false,
             Names::One(blocked) => same_name(blocked, name),
-            Names::Many(blocked) => blocked.iter().any(|blocked| same_name(blocked, name)),
+            Names::Many(blocked) => any_same_name(blocked, name),
         }
     }
+}
+
+/// [`Names::contains`] for a list, out of line: the loop would otherwise
+/// make the usual one-name check save and restore registers it never uses.
+#[inline(never)]
+fn any_same_name(blocked: &[Cow<'static, str>], name: &str) -> bool {
+    blocked.iter().any(|blocked| same_name(blocked, name))
 }
 
 /// Name equality, answering at once for the common cases: both sides the
@@ -373,8 +381,15 @@ fn same_name(blocked: &str, name: &str) -> bool {
     match blocked.len() {
         4..=8 => halves::<4>(blocked) == halves::<4>(name),
         9..=16 => halves::<8>(blocked) == halves::<8>(name),
-        _ => blocked == name,
+        _ => same_bytes(blocked, name),
     }
+}
+
+/// `==` on bytes, out of line for the same reason as [`any_same_name`]: it
+/// calls `memcmp`.
+#[inline(never)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a == b
 }
 
 /// The first and the last `N` bytes of `bytes` (at least `N` long).

@@ -1314,12 +1314,19 @@ fn judge(intents: &mut Vec<Intent>, policy: Option<&dyn Policy>, report: &mut Fl
         {
             dropped_by = policy.dropped_by(intent);
         }
-        let fate = dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy });
-        if report.detailed || fate != Fate::Dispatched {
-            report.push(intent.name(), fate);
+        if report.detailed || dropped_by.is_some() {
+            record(report, intent, dropped_by);
         }
         dropped_by.is_none()
     });
+}
+
+/// Records an intent's fate in the report: out of line, so that the loop
+/// over the intents stays small where the report lists only what is dropped.
+#[inline(never)]
+fn record(report: &mut FlushReport, intent: &Intent, dropped_by: Option<&'static str>) {
+    let fate = dropped_by.map_or(Fate::Dispatched, |policy| Fate::Dropped { policy });
+    report.push(intent.name(), fate);
 }
 
 /// Offers an exiting scope's intents to its enclosing scopes, nearest first;
