@@ -230,6 +230,146 @@ fn region_around_scopes() {
     assert_eq!(log.runs(), ["outside"]);
 }
 
+/// The labels of `intents` and the policies each carries, sorted by label.
+fn labelled(intents: &[Intent]) -> Vec<(String, Vec<&'static str>)> {
+    let mut labelled: Vec<_> = intents
+        .iter()
+        .map(|i| {
+            let label = i.payload::<Record>().expect("a record").label.clone();
+            (label, i.policies().map(|p| p.name()).collect())
+        })
+        .collect();
+    labelled.sort();
+    labelled
+}
+
+// The first intent a region sends to the thread's buffer takes the region's
+// own reference to its policies; whatever then moves that intent gives the
+// reference back first. Each of the next tests moves it one way, then
+// enqueues again in the same region.
+
+/// Rule 10: after the region's first intent is discarded with a nested
+/// scope, the next intent still carries the region.
+#[test]
+fn a_region_outlives_its_first_intent_discarded() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(BlockTasks::of::<Other>(), || {
+            let _ = airlock::scope(|| {
+                airlock::enqueue(log.record("discarded"))?;
+                Err::<(), Box<dyn std::error::Error>>("discard".into())
+            });
+            airlock::enqueue(log.record("kept")).unwrap();
+        });
+    });
+    assert_eq!(
+        labelled(&intents),
+        [("kept".to_string(), vec!["BlockTasks"])]
+    );
+}
+
+/// Rule 10: after the region's first intent leaves with an `ActiveScope`
+/// that exits, both carry the region.
+#[test]
+fn a_region_outlives_its_first_intent_taken_by_an_exit() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    let mut active = None;
+    airlock::with_policy(BlockTasks::of::<Other>(), || {
+        let mut inner = Scope::new().enter().unwrap();
+        airlock::enqueue(log.record("inner")).unwrap();
+        inner.exit().unwrap();
+        airlock::enqueue(log.record("outer")).unwrap();
+        active = Some(inner);
+    });
+    let mut inner = active.expect("entered");
+    assert_eq!(
+        labelled(&inner.intents()),
+        [("inner".to_string(), vec!["BlockTasks"])]
+    );
+    inner.discard().unwrap();
+    assert_eq!(
+        labelled(&outer.intents()),
+        [("outer".to_string(), vec!["BlockTasks"])]
+    );
+    outer.exit().unwrap();
+    outer.discard().unwrap();
+}
+
+/// Rule 10 with rule 8: after intents an `Independent` scope passes down
+/// are put beneath the region's first intent, moving it, the next intent
+/// still carries the region.
+#[test]
+fn a_region_outlives_its_first_intent_moved_up() {
+    let log = Log::new();
+    let mut outer = Scope::new().enter().unwrap();
+    Scope::new()
+        .kind(airlock::Independent)
+        .run(|| {
+            let mut ended = Scope::new().enter()?;
+            airlock::enqueue(log.record("ended"))?;
+            ended.exit()?;
+            airlock::with_policy(BlockTasks::of::<Other>(), || {
+                airlock::enqueue(log.record("first"))?;
+                // Passed down by the Independent scope to `outer`, whose part
+                // ends where the Independent scope's, holding `first`, starts.
+                ended.flush()?;
+                airlock::enqueue(log.record("second"))
+            })
+        })
+        .unwrap();
+    let region = || vec!["BlockTasks"];
+    assert_eq!(
+        labelled(&outer.intents()),
+        [
+            ("ended".to_string(), vec![]),
+            ("first".to_string(), region()),
+            ("second".to_string(), region()),
+        ]
+    );
+    outer.exit().unwrap();
+    outer.discard().unwrap();
+}
+
+/// Rule 10: a region opened inside another after the outer one's first
+/// enqueue still chains to it, and the outer one is in force again after.
+#[test]
+fn a_nested_region_chains_to_an_outer_one_already_used() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(DropAll, || {
+            airlock::enqueue(log.record("a")).unwrap();
+            airlock::with_policy(BlockTasks::of::<Other>(), || {
+                airlock::enqueue(log.record("b")).unwrap();
+            });
+            airlock::enqueue(log.record("c")).unwrap();
+        });
+    });
+    assert_eq!(
+        carried(&intents),
+        [
+            vec!["DropAll"],
+            vec!["BlockTasks", "DropAll"],
+            vec!["DropAll"]
+        ]
+    );
+}
+
+/// Rule 10 with rule 5: an intent a region rejects leaves the region in
+/// force for the next one, which carries it.
+#[test]
+fn a_region_stays_in_force_after_it_rejects() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(BlockTasks::of::<Other>().reject_at_enqueue(), || {
+            let error = airlock::enqueue(log.other("refused")).unwrap_err();
+            assert_eq!(carried(&error.into_undispatched()), [vec!["BlockTasks"]]);
+            airlock::enqueue(log.record("kept")).unwrap();
+        });
+    });
+    assert_eq!(carried(&intents), [vec!["BlockTasks"]]);
+}
+
 /// Rule 10 with rule 1: a region is not a scope: enqueue in it with no scope
 /// is still `NoScope`.
 #[test]

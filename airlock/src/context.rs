@@ -303,7 +303,27 @@ pub(crate) struct Context {
     /// How many frames on the stack have a policy to consult at enqueue, so
     /// that an enqueue with none skips the walk.
     judging: Cell<usize>,
-    pub(crate) local: Cell<Option<PolicyChain>>,
+    /// The local policy regions in force, innermost first, while `region`
+    /// is [`IN_LOCAL`].
+    local: Cell<Option<PolicyChain>>,
+    /// Where the chain of the local policy regions in force is:
+    /// [`NO_REGION`] (none in force), [`IN_LOCAL`], or lent to an intent:
+    /// the index in the thread's buffer of the first intent enqueued in the
+    /// innermost region, which took the region's own reference (`local` is
+    /// then `None`).
+    ///
+    /// Lending saves two atomic reference counts per region: the intent
+    /// takes the region's reference instead of a clone, and a region that
+    /// ends with its chain lent has nothing to release. The chain is taken
+    /// back, as a clone, before anything moves intents out of the buffer or
+    /// from one index to another ([`settle_local`](Self::settle_local));
+    /// pushes only append, so until then the intent stays where it was.
+    /// One word, so the common enqueue tells that no region is in force with
+    /// one comparison.
+    region: Cell<usize>,
+    /// The address of the lent chain ([`PolicyChain::addr`]): what is taken
+    /// back is checked to be it.
+    lent_addr: Cell<usize>,
     in_hook: Cell<bool>,
     next_id: Cell<u64>,
     defaults_override: RefCell<Option<Defaults>>,
@@ -316,6 +336,11 @@ pub(crate) struct Context {
     /// does not start at the bottom of the thread's buffer.
     pool: RefCell<Vec<Vec<Intent>>>,
 }
+
+/// `Context::region` with no local policy region in force.
+const NO_REGION: usize = usize::MAX;
+/// `Context::region` with the local chain in `Context::local`.
+const IN_LOCAL: usize = usize::MAX - 1;
 
 /// Buffers larger than this go to the pool only as the thread's buffer.
 const POOLED_CAPACITY: usize = 64;
@@ -340,6 +365,8 @@ thread_local! {
             buffer: RefCell::new(Vec::new()),
             judging: Cell::new(0),
             local: Cell::new(None),
+            region: Cell::new(NO_REGION),
+            lent_addr: Cell::new(0),
             in_hook: Cell::new(false),
             // The first id takes a block.
             next_id: Cell::new(IN_BLOCK),
@@ -522,6 +549,8 @@ impl Context {
         index: usize,
         intents: impl IntoIterator<Item = Intent>,
     ) {
+        // A splice moves the intents above it.
+        self.settle_local();
         let mut buffer = self.buffer.borrow_mut();
         let Some(end) = frames.get(index + 1).map(|next| next.mark) else {
             buffer.extend(intents);
@@ -566,6 +595,7 @@ impl Context {
     /// intents. The bottom part, when it is the whole buffer, moves as one
     /// pointer.
     fn detach(&self, frame: &mut Frame, end: Option<usize>) {
+        self.settle_local();
         let mut buffer = self.buffer.borrow_mut();
         let end = end.unwrap_or(buffer.len());
         frame.intents = self.split_part(&mut buffer, frame.mark, end);
@@ -588,17 +618,82 @@ impl Context {
     /// Takes the thread's buffer from `start` to its end: the part of a frame
     /// just popped off the top of the stack.
     pub(crate) fn take_part(&self, start: usize) -> Vec<Intent> {
+        self.settle_local();
         let mut buffer = self.buffer.borrow_mut();
         let end = buffer.len();
         self.split_part(&mut buffer, start, end)
     }
 
+    /// A clone of the local policy chain in force.
     #[inline]
     pub(crate) fn local_chain(&self) -> Option<PolicyChain> {
-        let chain = self.local.take();
-        let copy = chain.clone();
-        self.local.set(chain);
-        copy
+        match self.region.get() {
+            NO_REGION => None,
+            IN_LOCAL => {
+                let chain = self.local.take();
+                let copy = chain.clone();
+                self.local.set(chain);
+                copy
+            }
+            lent => Some(self.lent_chain(lent)),
+        }
+    }
+
+    /// A clone of the chain lent to the intent at `at` of the buffer.
+    fn lent_chain(&self, at: usize) -> PolicyChain {
+        self.buffer
+            .try_borrow()
+            .ok()
+            .and_then(|buffer| buffer.get(at)?.local().cloned())
+            .filter(|chain| chain.addr() == self.lent_addr.get())
+            .expect("airlock: a lent local policy chain moved in the buffer unsettled")
+    }
+
+    /// Takes a lent chain back (see [`Context::region`]): to be called
+    /// before intents move out of the buffer or within it.
+    #[inline]
+    pub(crate) fn settle_local(&self) {
+        let region = self.region.get();
+        if region < IN_LOCAL {
+            self.settle_lent(region);
+        }
+    }
+
+    /// Whether the local chain is not lent.
+    pub(crate) fn local_is_settled(&self) -> bool {
+        self.region.get() >= IN_LOCAL
+    }
+
+    #[cold]
+    fn settle_lent(&self, at: usize) {
+        let chain = self.lent_chain(at);
+        self.local.set(Some(chain));
+        self.region.set(IN_LOCAL);
+    }
+
+    /// Puts `chain` in `local`, saying where `region` can find it.
+    #[inline]
+    fn set_local(&self, chain: Option<PolicyChain>) -> Option<PolicyChain> {
+        self.region
+            .set(if chain.is_some() { IN_LOCAL } else { NO_REGION });
+        self.local.replace(chain)
+    }
+
+    /// Puts `chain` in force as the local regions' chain and returns the one
+    /// it replaces, settled: for a region or a region's future to keep
+    /// while it is in force.
+    #[inline]
+    pub(crate) fn replace_local(&self, chain: Option<PolicyChain>) -> Option<PolicyChain> {
+        self.settle_local();
+        self.set_local(chain)
+    }
+
+    /// Puts back the chain a region replaced ([`replace_local`](Self::replace_local))
+    /// when it ends. Its own chain is released, or, if it is lent, stays
+    /// with the intent that took it.
+    #[inline]
+    pub(crate) fn restore_local(&self, previous: Option<PolicyChain>) {
+        drop(self.set_local(previous));
     }
 
     #[inline]
@@ -693,13 +788,7 @@ impl Context {
     /// Then nothing can refuse an intent and enqueueing it is one push.
     #[inline(always)]
     fn plain_buffer(&self) -> Option<RefMut<'_, Vec<Intent>>> {
-        if self.in_hook() || self.judging.get() > 0 {
-            return None;
-        }
-        // Taken, and put back only if there is one: the common case is none.
-        let local = self.local.take();
-        if local.is_some() {
-            self.local.set(local);
+        if self.in_hook() || self.judging.get() > 0 || self.region.get() != NO_REGION {
             return None;
         }
         let frames = self.frames.try_borrow().ok()?;
@@ -756,12 +845,24 @@ impl Context {
                 intent: Box::new(intent),
             });
         }
-        intent.enter(self.local_chain());
+        // The first intent a region sends to this thread's buffer takes the
+        // region's own chain (see `region`); every other one, a clone.
+        let lending =
+            self.region.get() == IN_LOCAL && frames.last().is_some_and(|top| !top.is_remote());
+        let chain = if lending {
+            self.local.take()
+        } else {
+            self.local_chain()
+        };
+        intent.enter(chain);
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
             // The stack is only read while the hooks run, so a hook may still
             // look at it (`airlock::buffered()`).
             let _hook = HookGuard::enter(self);
             if let Err((policy, violation)) = check_on_enqueue(&intent, &frames) {
+                if lending {
+                    self.set_local(intent.local().cloned());
+                }
                 return Err(Error::PolicyViolation {
                     task: intent.name(),
                     policy,
@@ -782,11 +883,18 @@ impl Context {
         }
         let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
             drop(frames);
+            if lending {
+                self.set_local(intent.local().cloned());
+            }
             return Err(Error::EnqueueInHook {
                 task: intent.name(),
                 intent: Box::new(intent),
             });
         };
+        if lending && let Some(chain) = intent.local() {
+            self.region.set(buffer.len());
+            self.lent_addr.set(chain.addr());
+        }
         Self::push_intent(&mut buffer, intent);
         Ok(())
     }

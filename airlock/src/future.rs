@@ -446,7 +446,7 @@ struct SwapRegion<'a> {
 
 impl<'a> SwapRegion<'a> {
     fn new(slot: &'a mut Option<PolicyChain>) -> Self {
-        let previous = CONTEXT.with(|cx| cx.local.replace(slot.take()));
+        let previous = CONTEXT.with(|cx| cx.replace_local(slot.take()));
         SwapRegion { slot, previous }
     }
 
@@ -454,7 +454,7 @@ impl<'a> SwapRegion<'a> {
     /// down: for use in `Drop`.
     fn try_new(slot: &'a mut Option<PolicyChain>) -> Option<Self> {
         let chain = slot.take();
-        match CONTEXT.try_with(|cx| cx.local.replace(chain.clone())) {
+        match CONTEXT.try_with(|cx| cx.replace_local(chain.clone())) {
             Ok(previous) => Some(SwapRegion { slot, previous }),
             Err(_) => {
                 *slot = chain;
@@ -467,7 +467,9 @@ impl<'a> SwapRegion<'a> {
 impl Drop for SwapRegion<'_> {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        if let Ok(ours) = CONTEXT.try_with(|cx| cx.local.replace(previous)) {
+        // Settled: a chain lent to an intent while the future was polled is
+        // taken back as a clone.
+        if let Ok(ours) = CONTEXT.try_with(|cx| cx.replace_local(previous)) {
             *self.slot = ours;
         }
     }

@@ -586,6 +586,12 @@ impl PolicyChain {
         self
     }
 
+    /// Where the chain lives: equal for clones of one chain only.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<()>() as usize
+    }
+
     /// Whether any region in the chain checks enqueues.
     #[inline]
     pub(crate) fn checks(&self) -> bool {

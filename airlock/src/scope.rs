@@ -598,9 +598,9 @@ struct Region {
 impl Region {
     fn push<P: Policy>(policy: P) -> Self {
         CONTEXT.with(|cx| {
-            let previous = cx.local.take();
+            let previous = cx.replace_local(None);
             let chain = crate::policy::PolicyChain::push(previous.clone(), policy);
-            cx.local.set(Some(chain));
+            cx.replace_local(Some(chain));
             Region { previous }
         })
     }
@@ -609,7 +609,7 @@ impl Region {
 impl Drop for Region {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        let _ = CONTEXT.try_with(|cx| cx.local.set(previous));
+        let _ = CONTEXT.try_with(|cx| cx.restore_local(previous));
     }
 }
 
@@ -1051,9 +1051,12 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>)
     let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
         return InPlace::No;
     };
+    // An intent holding a lent local chain (see `Context::region`) has a
+    // policy, so the buffer never leaves whole while one is lent.
     if buffer.iter().any(Intent::has_policies) {
         return InPlace::No;
     }
+    debug_assert!(cx.local_is_settled());
     let intents = std::mem::take(&mut *buffer);
     drop(buffer);
     cx.drop_plain_top(&mut frames);
