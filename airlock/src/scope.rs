@@ -147,19 +147,19 @@ impl Scope {
     /// If called from inside a policy or scope hook, which is a bug: hooks
     /// judge intents, they do not run units of work.
     pub fn run<R: Outcome>(self, f: impl FnOnce() -> R) -> R {
-        CONTEXT.with(|cx| {
-            let entered = Entered::push_in(cx, self);
-            let out = f();
-            let exit = if out.is_success() {
-                Exit::Success
-            } else {
-                Exit::Failure
-            };
-            match entered.finish_in(cx, exit) {
-                None => out,
-                Some(error) => fold_flush_error(out, exit, *error),
-            }
-        })
+        // `f` runs outside `CONTEXT.with`: its result, which may be large,
+        // then goes straight to the caller instead of through the closure.
+        let entered = Entered::push(self);
+        let out = f();
+        let exit = if out.is_success() {
+            Exit::Success
+        } else {
+            Exit::Failure
+        };
+        match CONTEXT.with(|cx| entered.finish_in(cx, exit)) {
+            None => out,
+            Some(error) => fold_flush_error(out, exit, *error),
+        }
     }
 
     /// Runs `future` in this scope, which is current whenever the future is
@@ -620,6 +620,7 @@ pub(crate) struct Entered {
 }
 
 impl Entered {
+    #[inline]
     pub(crate) fn push(scope: Scope) -> Self {
         CONTEXT.with(|cx| Entered::push_in(cx, scope))
     }
