@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::error::{DispatchError, Result};
+use crate::error::{DispatchError, Error, Result};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor, Intents};
 use crate::intent::Intent;
 use crate::report::FlushReport;
@@ -303,17 +303,19 @@ pub(crate) fn start_blocking(
 /// Folds the executor's answer into the report, or into an error that hands
 /// back what was not dispatched.
 pub(crate) fn settle(
-    mut report: FlushReport,
+    report: FlushReport,
     result: std::result::Result<(), DispatchFailure>,
 ) -> Result<FlushReport> {
-    let receipts = crate::receipt::take();
-    if !receipts.is_empty() {
-        report.receipts = receipts;
+    match result {
+        Ok(()) => Ok(with_receipts(report)),
+        Err(failure) => Err(failed(report, failure)),
     }
-    let failure = match result {
-        Ok(()) => return Ok(report),
-        Err(failure) => failure,
-    };
+}
+
+/// The error of a dispatch that failed: it hands back what was not
+/// dispatched, with the report.
+pub(crate) fn failed(report: FlushReport, failure: DispatchFailure) -> Error {
+    let mut report = with_receipts(report);
     report.dispatched = failure.dispatched;
     report.keep_dispatched(failure.dispatched);
     tracing::error!(
@@ -324,12 +326,21 @@ pub(crate) fn settle(
         not_dispatched = failure.not_attempted.len() + usize::from(failure.failed.is_some()),
         "flush failed"
     );
-    Err(DispatchError {
+    DispatchError {
         report,
         failed_task: failure.failed_task,
         source: failure.error,
         failed: failure.failed,
         undispatched: failure.not_attempted,
     }
-    .into())
+    .into()
+}
+
+/// The report, with the receipts the dispatch left.
+fn with_receipts(mut report: FlushReport) -> FlushReport {
+    let receipts = crate::receipt::take();
+    if !receipts.is_empty() {
+        report.receipts = receipts;
+    }
+    report
 }

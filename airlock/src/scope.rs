@@ -1064,10 +1064,9 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>)
     drop(frames);
     let count = intents.len();
     tracing::debug!(target: "airlock", allowed = count, dropped = 0, captured = 0, "scope flushed");
-    // The report is read only if the dispatch fails, which sets its count.
-    match dispatch_inline(cx, intents, FlushReport::default) {
-        Ok(_) => InPlace::Ended,
-        Err(error) => InPlace::Failed(Box::new(error)),
+    match run_inline(cx, intents) {
+        None => InPlace::Ended,
+        Some(failure) => InPlace::Failed(Box::new(failed_quietly(*failure))),
     }
 }
 
@@ -1145,17 +1144,36 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         captured = 0,
         "scope flushed"
     );
-    // The report is read only if the dispatch fails, which sets its count.
-    dispatch_inline(cx, intents, FlushReport::default).map(drop)
+    match run_inline(cx, intents) {
+        None => Ok(()),
+        Some(failure) => Err(failed_quietly(*failure)),
+    }
 }
 
-/// The inline executor's loop, run here so the emptied buffer can be reused.
+/// The error of a failed dispatch whose report nobody reads but in the
+/// error: the report is made here, and the failure sets its count.
+#[cold]
+fn failed_quietly(failure: DispatchFailure) -> Error {
+    kind::failed(FlushReport::default(), failure)
+}
+
+/// Dispatches with the inline executor, then makes the report.
 #[inline]
 fn dispatch_inline(
     cx: &Context,
-    mut intents: Vec<Intent>,
+    intents: Vec<Intent>,
     report: impl FnOnce() -> FlushReport,
 ) -> Result<FlushReport> {
+    match run_inline(cx, intents) {
+        None => Ok(report()),
+        Some(failure) => Err(kind::failed(report(), *failure)),
+    }
+}
+
+/// The inline executor's loop, run here so the emptied buffer can be reused.
+/// The failure, if any, is boxed so that the common path returns one word.
+#[inline]
+fn run_inline(cx: &Context, mut intents: Vec<Intent>) -> Option<Box<DispatchFailure>> {
     for index in 0..intents.len() {
         // The intent stays whole until the flush ends, so a failure can hand
         // it back.
@@ -1167,14 +1185,13 @@ fn dispatch_inline(
             let failed = intents
                 .pop()
                 .expect("the failed intent is the last one left");
-            let failure = DispatchFailure::new(index, failed, error, rest);
-            return kind::settle(report(), Err(failure));
+            return Some(Box::new(DispatchFailure::new(index, failed, error, rest)));
         }
     }
     intents.clear();
     // The outermost scope took the thread's buffer: give it back.
     cx.give_back(intents);
-    Ok(report())
+    None
 }
 
 /// How much a flush records in its report.
