@@ -9,7 +9,7 @@ Per workload, each round runs one process per side back to back (airlock,
 the hand-written baselines, airlock-py), 7 timed trials each after 2 warm-up
 trials; the figure per side is the median over rounds of each round's median.
 Interleaving the sides round by round means a change in the machine's load
-hits them alike.
+hits them alike. Every side runs pinned to the same core.
 
 The three sides do the same work, timed over the same region (the docstring
 of `reference/airlock-py/bench_airlock.py` says exactly what); the default
@@ -129,12 +129,28 @@ def heap():
     return out.stdout.strip()
 
 
+def pin():
+    """Pins this process, and so every side it starts, to its last core;
+    returns the core and the cores it had."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None, None
+    cores = os.sched_getaffinity(0)
+    core = max(cores)
+    os.sched_setaffinity(0, {core})
+    return core, cores
+
+
 def main():
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--rounds", type=int, default=3)
     args = args.parse_args()
     airlock, handwritten = build()
     py = python()
+
+    # Every side runs on one core, the same one (children inherit this): a
+    # process the scheduler moves between cores mid-trial loses its caches,
+    # and on a shared host that hits whichever side it happens to.
+    core, cores = pin()
 
     for _ in range(24):
         if os.getloadavg()[0] < IDLE:
@@ -157,6 +173,8 @@ def main():
                     if row.split("/")[-1] == name:
                         rounds.setdefault((name, key), []).append(ns)
     load_after = os.getloadavg()
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
 
     def med(name, key):
         values = rounds.get((name, key))
@@ -169,7 +187,9 @@ def main():
     rows.sort()
 
     loaded = load_before[0] > IDLE or load_after[0] > LOADED
-    print(f"# {args.rounds} rounds x {TRIALS} trials per side, interleaved; medians, ns/op")
+    pinned = f"; every side on core {core}" if core is not None else ""
+    print(f"# {args.rounds} rounds x {TRIALS} trials per side, interleaved{pinned}; "
+          "medians, ns/op")
     print(f"# load average (1, 5, 15 min) before: {load_before[0]:.2f} {load_before[1]:.2f} "
           f"{load_before[2]:.2f}; after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     if loaded:
