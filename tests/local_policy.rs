@@ -248,6 +248,44 @@ fn labelled(intents: &[Intent]) -> Vec<(String, Vec<&'static str>)> {
 // reference back first. Each of the next tests moves it one way, then
 // enqueues again in the same region.
 
+/// Rule 10: every intent enqueued in a region carries it, the first and
+/// those after it.
+#[test]
+fn every_intent_in_a_region_carries_it() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(BlockTasks::of::<Other>(), || {
+            for label in ["a", "b", "c"] {
+                airlock::enqueue(log.record(label)).unwrap();
+            }
+        });
+    });
+    assert_eq!(carried(&intents), vec![vec!["BlockTasks"]; 3]);
+}
+
+/// Rule 10 with rule 11: in a region around a handle's `run`, every intent
+/// sent to the handle's scope carries the region.
+#[test]
+fn every_intent_sent_through_a_handle_in_a_region_carries_it() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        let handle = airlock::handle().unwrap();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            airlock::with_policy(BlockTasks::of::<Other>(), || {
+                handle.run(|| {
+                    for label in ["a", "b"] {
+                        airlock::enqueue(log.record(label)).unwrap();
+                    }
+                });
+            });
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(carried(&intents), vec![vec!["BlockTasks"]; 2]);
+}
+
 /// Rule 10: after the region's first intent is discarded with a nested
 /// scope, the next intent still carries the region.
 #[test]

@@ -659,11 +659,6 @@ impl Context {
         }
     }
 
-    /// Whether the local chain is not lent.
-    pub(crate) fn local_is_settled(&self) -> bool {
-        self.region.get() >= IN_LOCAL
-    }
-
     #[cold]
     fn settle_lent(&self, at: usize) {
         let chain = self.lent_chain(at);
@@ -671,7 +666,8 @@ impl Context {
         self.region.set(IN_LOCAL);
     }
 
-    /// Puts `chain` in `local`, saying where `region` can find it.
+    /// Puts `chain` in `local`, with `region` to match, and returns the
+    /// chain it replaces.
     #[inline]
     fn set_local(&self, chain: Option<PolicyChain>) -> Option<PolicyChain> {
         self.region
@@ -1098,6 +1094,28 @@ mod tests {
 
     fn kept_capacity() -> usize {
         CONTEXT.with(|cx| cx.buffer.borrow().capacity())
+    }
+
+    /// A region's chain lent to an intent is checked when it is taken back:
+    /// an intent of another chain found where it was lent (which only a
+    /// path that moved intents without settling could cause) is a bug, told
+    /// at once rather than judged by the wrong policies.
+    #[test]
+    #[should_panic(expected = "a lent local policy chain moved in the buffer unsettled")]
+    fn a_lent_chain_is_checked_when_taken_back() {
+        let mut other = Intent::new(Nop);
+        other.enter(Some(PolicyChain::push(None, crate::AllowAll)));
+        let _ = crate::scope(|| {
+            crate::with_policy(DropAll, || {
+                crate::enqueue(Nop)?;
+                CONTEXT.with(|cx| {
+                    let lent = std::mem::replace(&mut cx.buffer.borrow_mut()[0], other);
+                    drop(lent);
+                    cx.settle_local();
+                });
+                Ok::<_, crate::Error>(())
+            })
+        });
     }
 
     fn buffer_scope(n: usize) {

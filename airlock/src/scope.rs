@@ -1057,7 +1057,6 @@ fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>)
     if buffer.iter().any(Intent::has_policies) {
         return InPlace::No;
     }
-    debug_assert!(cx.local_is_settled());
     let intents = std::mem::take(&mut *buffer);
     drop(buffer);
     cx.drop_plain_top(&mut frames);
