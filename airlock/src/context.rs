@@ -684,8 +684,22 @@ impl Context {
         self.set_local(chain)
     }
 
-    /// Puts back the chain a region replaced ([`replace_local`](Self::replace_local))
-    /// when it ends. Its own chain is released, or, if it is lent, stays
+    /// Opens a local policy region: the chain `make` builds on the chain in
+    /// force (settled) comes into force. Returns the chain it replaces, for
+    /// the region to put back when it ends ([`restore_local`](Self::restore_local)).
+    #[inline]
+    pub(crate) fn open_region(
+        &self,
+        make: impl FnOnce(Option<PolicyChain>) -> PolicyChain,
+    ) -> Option<PolicyChain> {
+        self.settle_local();
+        let previous = self.local.take();
+        self.set_local(Some(make(previous.clone())));
+        previous
+    }
+
+    /// Puts back the chain a region replaced ([`open_region`](Self::open_region),
+    /// [`replace_local`](Self::replace_local)) when it ends. Its own chain is released, or, if it is lent, stays
     /// with the intent that took it.
     #[inline]
     pub(crate) fn restore_local(&self, previous: Option<PolicyChain>) {

@@ -597,11 +597,8 @@ struct Region {
 
 impl Region {
     fn push<P: Policy>(policy: P) -> Self {
-        CONTEXT.with(|cx| {
-            let previous = cx.replace_local(None);
-            let chain = crate::policy::PolicyChain::push(previous.clone(), policy);
-            cx.replace_local(Some(chain));
-            Region { previous }
+        CONTEXT.with(|cx| Region {
+            previous: cx.open_region(|outer| crate::policy::PolicyChain::push(outer, policy)),
         })
     }
 }
