@@ -3,7 +3,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use airlock::{AllowAll, AssertNoEffects, BlockTasks, DropAll, Error, FlushReport, Intent, Scope};
+use airlock::{
+    AllowAll, AssertNoEffects, BlockTasks, DropAll, Error, FlushReport, Intent, Policy, Scope,
+    Violation,
+};
 use airlock_tests::{Calls, Log, Other, Record, Tag, seen};
 
 /// The names of the policies each intent carries.
@@ -284,6 +287,39 @@ fn every_intent_sent_through_a_handle_in_a_region_carries_it() {
         .unwrap();
     });
     assert_eq!(carried(&intents), vec![vec!["BlockTasks"]; 2]);
+}
+
+/// Panics in `on_enqueue` for the record with this label.
+struct PanicsOn(&'static str);
+
+impl Policy for PanicsOn {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), Violation> {
+        if intent
+            .payload::<Record>()
+            .is_some_and(|r| r.label == self.0)
+        {
+            panic!("the policy's hook panicked");
+        }
+        Ok(())
+    }
+}
+
+/// Rule 10: a region whose policy panics at one enqueue, caught inside the
+/// region, is still in force for the next.
+#[test]
+fn a_region_stays_in_force_after_its_hook_panics() {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(PanicsOn("boom"), || {
+            let caught = catch_unwind(AssertUnwindSafe(|| airlock::enqueue(log.record("boom"))));
+            assert!(caught.is_err());
+            airlock::enqueue(log.record("after")).unwrap();
+        });
+    });
+    assert_eq!(
+        labelled(&intents),
+        [("after".to_string(), vec!["PanicsOn"])]
+    );
 }
 
 /// Rule 10: after the region's first intent is discarded with a nested

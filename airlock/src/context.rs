@@ -856,13 +856,22 @@ impl Context {
             });
         }
         // The first intent a region sends to this thread's buffer takes the
-        // region's own chain (see `region`); every other one, a clone.
-        let lending =
-            self.region.get() == IN_LOCAL && frames.last().is_some_and(|top| !top.is_remote());
-        let chain = if lending {
-            self.local.take()
-        } else {
-            self.local_chain()
+        // region's own chain (see `region`); every other one, a clone. So
+        // does one that policy hooks are about to see: a hook that unwinds
+        // would take the chain with it.
+        let to_buffer = frames.last().is_some_and(|top| !top.is_remote());
+        let (chain, lending) = match self.region.get() {
+            IN_LOCAL if to_buffer && self.judging.get() == 0 => {
+                let chain = self.local.take();
+                if chain.as_ref().is_some_and(PolicyChain::checks) {
+                    let copy = chain.clone();
+                    self.local.set(chain);
+                    (copy, false)
+                } else {
+                    (chain, true)
+                }
+            }
+            _ => (self.local_chain(), false),
         };
         intent.enter(chain);
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
@@ -870,9 +879,6 @@ impl Context {
             // look at it (`airlock::buffered()`).
             let _hook = HookGuard::enter(self);
             if let Err((policy, violation)) = check_on_enqueue(&intent, &frames) {
-                if lending {
-                    self.set_local(intent.local().cloned());
-                }
                 return Err(Error::PolicyViolation {
                     task: intent.name(),
                     policy,
