@@ -289,6 +289,34 @@ fn every_intent_sent_through_a_handle_in_a_region_carries_it() {
     assert_eq!(carried(&intents), vec![vec!["BlockTasks"]; 2]);
 }
 
+/// Rule 10 with rules 5 and 9: a region inside a scope whose policy rejects
+/// one enqueue is still in force for the next.
+#[test]
+fn a_region_stays_in_force_after_its_scope_rejects() {
+    let log = Log::new();
+    let mut scope = Scope::new()
+        .policy(BlockTasks::of::<Other>().reject_at_enqueue())
+        .enter()
+        .unwrap();
+    airlock::with_policy(DropAll, || {
+        let error = airlock::enqueue(log.other("refused")).unwrap_err();
+        assert!(matches!(
+            error,
+            Error::PolicyViolation {
+                policy: "BlockTasks",
+                ..
+            }
+        ));
+        airlock::enqueue(log.record("kept")).unwrap();
+    });
+    assert_eq!(
+        labelled(&scope.intents()),
+        [("kept".to_string(), vec!["DropAll"])]
+    );
+    scope.exit().unwrap();
+    scope.discard().unwrap();
+}
+
 /// Panics in `on_enqueue` for the record with this label.
 struct PanicsOn(&'static str);
 
