@@ -246,6 +246,19 @@ fn labelled(intents: &[Intent]) -> Vec<(String, Vec<&'static str>)> {
     labelled
 }
 
+/// Runs `first` in a region of `policy`, then enqueues a record labelled
+/// `after` in the same region; returns what was buffered, as [`labelled`].
+fn then_after<P: Policy>(policy: P, first: impl FnOnce(&Log)) -> Vec<(String, Vec<&'static str>)> {
+    let log = Log::new();
+    let (_, intents) = airlock::capture(|| {
+        airlock::with_policy(policy, || {
+            first(&log);
+            airlock::enqueue(log.record("after")).unwrap();
+        });
+    });
+    labelled(&intents)
+}
+
 // The first intent a region sends to the thread's buffer takes the region's
 // own reference to its policies; whatever then moves that intent gives the
 // reference back first. Each of the next tests moves it one way, then
@@ -336,38 +349,24 @@ impl Policy for PanicsOn {
 /// region, is still in force for the next.
 #[test]
 fn a_region_stays_in_force_after_its_hook_panics() {
-    let log = Log::new();
-    let (_, intents) = airlock::capture(|| {
-        airlock::with_policy(PanicsOn("boom"), || {
-            let caught = catch_unwind(AssertUnwindSafe(|| airlock::enqueue(log.record("boom"))));
-            assert!(caught.is_err());
-            airlock::enqueue(log.record("after")).unwrap();
-        });
+    let buffered = then_after(PanicsOn("boom"), |log| {
+        let caught = catch_unwind(AssertUnwindSafe(|| airlock::enqueue(log.record("boom"))));
+        assert!(caught.is_err());
     });
-    assert_eq!(
-        labelled(&intents),
-        [("after".to_string(), vec!["PanicsOn"])]
-    );
+    assert_eq!(buffered, [("after".to_string(), vec!["PanicsOn"])]);
 }
 
 /// Rule 10: after the region's first intent is discarded with a nested
 /// scope, the next intent still carries the region.
 #[test]
 fn a_region_outlives_its_first_intent_discarded() {
-    let log = Log::new();
-    let (_, intents) = airlock::capture(|| {
-        airlock::with_policy(BlockTasks::of::<Other>(), || {
-            let _ = airlock::scope(|| {
-                airlock::enqueue(log.record("discarded"))?;
-                Err::<(), Box<dyn std::error::Error>>("discard".into())
-            });
-            airlock::enqueue(log.record("kept")).unwrap();
+    let buffered = then_after(BlockTasks::of::<Other>(), |log| {
+        let _ = airlock::scope(|| {
+            airlock::enqueue(log.record("discarded"))?;
+            Err::<(), Box<dyn std::error::Error>>("discard".into())
         });
     });
-    assert_eq!(
-        labelled(&intents),
-        [("kept".to_string(), vec!["BlockTasks"])]
-    );
+    assert_eq!(buffered, [("after".to_string(), vec!["BlockTasks"])]);
 }
 
 /// Rule 10: after the region's first intent leaves with an `ActiveScope`
@@ -461,15 +460,11 @@ fn a_nested_region_chains_to_an_outer_one_already_used() {
 /// force for the next one, which carries it.
 #[test]
 fn a_region_stays_in_force_after_it_rejects() {
-    let log = Log::new();
-    let (_, intents) = airlock::capture(|| {
-        airlock::with_policy(BlockTasks::of::<Other>().reject_at_enqueue(), || {
-            let error = airlock::enqueue(log.other("refused")).unwrap_err();
-            assert_eq!(carried(&error.into_undispatched()), [vec!["BlockTasks"]]);
-            airlock::enqueue(log.record("kept")).unwrap();
-        });
+    let buffered = then_after(BlockTasks::of::<Other>().reject_at_enqueue(), |log| {
+        let error = airlock::enqueue(log.other("refused")).unwrap_err();
+        assert_eq!(carried(&error.into_undispatched()), [vec!["BlockTasks"]]);
     });
-    assert_eq!(carried(&intents), [vec!["BlockTasks"]]);
+    assert_eq!(buffered, [("after".to_string(), vec!["BlockTasks"])]);
 }
 
 /// Rule 10 with rule 1: a region is not a scope: enqueue in it with no scope
