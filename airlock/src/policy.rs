@@ -412,12 +412,12 @@ impl BlockTasks {
         let mut names = names.into_iter().map(Into::into);
         // Built whole, not pushed one by one: a region's policy is made on
         // every `with_policy` call, and one name is the usual case.
-        let names = match (names.next(), names.next()) {
-            (None, _) => Names::None,
-            (Some(first), None) => Names::One(first),
-            (Some(first), Some(second)) => {
-                Names::Many([first, second].into_iter().chain(names).collect())
-            }
+        let names = match names.next() {
+            None => Names::None,
+            Some(first) => match names.next() {
+                None => Names::One(first),
+                Some(second) => Names::Many([first, second].into_iter().chain(names).collect()),
+            },
         };
         BlockTasks {
             names,
