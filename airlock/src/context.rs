@@ -629,14 +629,18 @@ impl Context {
     pub(crate) fn local_chain(&self) -> Option<PolicyChain> {
         match self.region.get() {
             NO_REGION => None,
-            IN_LOCAL => {
-                let chain = self.local.take();
-                let copy = chain.clone();
-                self.local.set(chain);
-                copy
-            }
+            IN_LOCAL => self.with_local(Option::clone),
             lent => Some(self.lent_chain(lent)),
         }
+    }
+
+    /// Calls `f` with `local`, left in place.
+    #[inline]
+    fn with_local<R>(&self, f: impl FnOnce(&Option<PolicyChain>) -> R) -> R {
+        let chain = self.local.take();
+        let result = f(&chain);
+        self.local.set(chain);
+        result
     }
 
     /// A clone of the chain lent to the intent at `at` of the buffer.
@@ -698,9 +702,10 @@ impl Context {
         previous
     }
 
-    /// Puts back the chain a region replaced ([`open_region`](Self::open_region),
-    /// [`replace_local`](Self::replace_local)) when it ends. Its own chain is released, or, if it is lent, stays
-    /// with the intent that took it.
+    /// Puts back the chain a region replaced when it ends
+    /// ([`open_region`](Self::open_region), [`replace_local`](Self::replace_local)).
+    /// Its own chain is released or, if it is lent, stays with the intent that
+    /// took it.
     #[inline]
     pub(crate) fn restore_local(&self, previous: Option<PolicyChain>) {
         drop(self.set_local(previous));
@@ -859,21 +864,15 @@ impl Context {
         // region's own chain (see `region`); every other one, a clone. So
         // does one that policy hooks are about to see: a hook that unwinds
         // would take the chain with it.
-        let to_buffer = frames.last().is_some_and(|top| !top.is_remote());
-        let (chain, lending) = match self.region.get() {
-            IN_LOCAL if to_buffer && self.judging.get() == 0 => {
-                let chain = self.local.take();
-                if chain.as_ref().is_some_and(PolicyChain::checks) {
-                    let copy = chain.clone();
-                    self.local.set(chain);
-                    (copy, false)
-                } else {
-                    (chain, true)
-                }
-            }
-            _ => (self.local_chain(), false),
-        };
-        intent.enter(chain);
+        let lending = self.region.get() == IN_LOCAL
+            && self.judging.get() == 0
+            && frames.last().is_some_and(|top| !top.is_remote())
+            && !self.with_local(|chain| chain.as_ref().is_some_and(PolicyChain::checks));
+        intent.enter(if lending {
+            self.local.take()
+        } else {
+            self.local_chain()
+        });
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
             // The stack is only read while the hooks run, so a hook may still
             // look at it (`airlock::buffered()`).
