@@ -634,6 +634,12 @@ impl Context {
         }
     }
 
+    /// Whether the chain in force is in `local`, not lent (nor absent).
+    #[inline]
+    fn chain_in_local(&self) -> bool {
+        self.region.get() == IN_LOCAL
+    }
+
     /// Calls `f` with `local`, left in place.
     #[inline]
     fn with_local<R>(&self, f: impl FnOnce(&Option<PolicyChain>) -> R) -> R {
@@ -864,7 +870,7 @@ impl Context {
         // region's own chain (see `region`); every other one, a clone. So
         // does one that policy hooks are about to see: a hook that unwinds
         // would take the chain with it.
-        let lending = self.region.get() == IN_LOCAL
+        let lending = self.chain_in_local()
             && self.judging.get() == 0
             && frames.last().is_some_and(|top| !top.is_remote())
             && !self.with_local(|chain| chain.as_ref().is_some_and(PolicyChain::checks));
