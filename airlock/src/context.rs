@@ -867,18 +867,18 @@ impl Context {
             });
         }
         // The first intent a region sends to this thread's buffer takes the
-        // region's own chain (see `region`); every other one, a clone. So
-        // does one that policy hooks are about to see: a hook that unwinds
-        // would take the chain with it.
+        // region's own chain (see `region`); every other one, a clone. One
+        // that policy hooks are about to see takes a clone too: a hook that
+        // unwinds would take the chain with it.
         let lending = self.chain_in_local()
             && self.judging.get() == 0
             && frames.last().is_some_and(|top| !top.is_remote())
             && !self.with_local(|chain| chain.as_ref().is_some_and(PolicyChain::checks));
-        intent.enter(if lending {
-            self.local.take()
-        } else {
-            self.local_chain()
-        });
+        if lending {
+            drop(frames);
+            return self.enqueue_lending(intent);
+        }
+        intent.enter(self.local_chain());
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
             // The stack is only read while the hooks run, so a hook may still
             // look at it (`airlock::buffered()`).
@@ -904,20 +904,37 @@ impl Context {
         }
         let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
             drop(frames);
-            if lending {
-                self.set_local(intent.local().cloned());
-            }
-            return Err(Error::EnqueueInHook {
-                task: intent.name(),
-                intent: Box::new(intent),
-            });
+            return Err(Self::busy(intent));
         };
-        if lending && let Some(chain) = intent.local() {
+        Self::push_intent(&mut buffer, intent);
+        Ok(())
+    }
+
+    /// Enqueues `intent` into this thread's buffer with the chain in force
+    /// lent to it (see `region`): no hook runs. It is set out from where it
+    /// lands, after the push, so that nothing reads it back between.
+    fn enqueue_lending(&self, intent: Intent) -> Result<()> {
+        let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
+            return Err(Self::busy(intent));
+        };
+        let chain = self.local.take();
+        if let Some(chain) = &chain {
             self.region.set(buffer.len());
             self.lent_addr.set(chain.addr());
         }
         Self::push_intent(&mut buffer, intent);
+        buffer.last_mut().expect("pushed above").enter(chain);
         Ok(())
+    }
+
+    /// The error for an enqueue while airlock holds the buffer (a payload's
+    /// `Drop` calling back into it).
+    #[cold]
+    fn busy(intent: Intent) -> Error {
+        Error::EnqueueInHook {
+            task: intent.name(),
+            intent: Box::new(intent),
+        }
     }
 
     /// The policies of the current scope and its enclosing scopes, innermost

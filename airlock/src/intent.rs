@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::policy::{Policy, PolicyChain};
+use crate::stored::Stored;
 use crate::task::{DispatchOptions, Run, Task};
 
 /// One buffered side effect: a typed task payload plus how to dispatch it.
@@ -35,30 +36,30 @@ use crate::task::{DispatchOptions, Run, Task};
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 pub struct Intent {
-    payload: Box<dyn ErasedTask>,
-    route: Route,
+    stored: Stored,
 }
 
-/// Where an intent has been, beside its payload. Most intents carry only a
-/// local policy chain and the captured flag; the rare extras (options, an
-/// origin, captured-from scopes' policies) live out of line. Three words (the
-/// flag's spare values tell the variants apart), so a buffered intent is
-/// five: 40 bytes.
+/// Where an intent has been, beside its task. Most intents have the plain
+/// route (no local policy, not captured), which [`Stored`] implies without
+/// storing it; the others carry a local policy chain and the captured flag,
+/// and the rare extras (options, an origin, captured-from scopes' policies)
+/// live out of line. Three words (the flag's spare values tell the variants
+/// apart).
 #[derive(Clone)]
-enum Route {
+pub(crate) enum Route {
     Lean(Base),
     Full(Box<Full>),
 }
 
 #[derive(Clone, Default)]
-struct Base {
+pub(crate) struct Base {
     /// Local policy regions active at enqueue, innermost first.
     local: Option<PolicyChain>,
     captured: bool,
 }
 
 #[derive(Clone, Default)]
-struct Full {
+pub(crate) struct Full {
     base: Base,
     options: Option<DispatchOptions>,
     origin: Option<Cow<'static, str>>,
@@ -66,63 +67,115 @@ struct Full {
     scope_policies: Vec<Arc<dyn Policy>>,
 }
 
-impl Intent {
-    /// Wraps a task payload; its dispatch options start as the task's defaults.
-    #[inline]
-    pub fn new<T: Task>(task: T) -> Self {
-        Intent {
-            payload: Box::new(task),
-            route: Route::Lean(Base::default()),
-        }
+impl Route {
+    /// The plain route, captured or not.
+    #[inline(always)]
+    pub(crate) fn lean(captured: bool) -> Self {
+        Self::lean_in(None, captured)
+    }
+
+    /// A lean route: in the local policy regions `local`, captured or not.
+    #[inline(always)]
+    pub(crate) fn lean_in(local: Option<PolicyChain>, captured: bool) -> Self {
+        Route::Lean(Base { local, captured })
     }
 
     #[inline]
     fn base(&self) -> &Base {
-        match &self.route {
+        match self {
             Route::Lean(base) => base,
             Route::Full(full) => &full.base,
         }
     }
 
     #[inline]
-    fn base_mut(&mut self) -> &mut Base {
-        match &mut self.route {
-            Route::Lean(base) => base,
-            Route::Full(full) => &mut full.base,
+    pub(crate) fn is_captured(&self) -> bool {
+        self.base().captured
+    }
+
+    #[inline]
+    pub(crate) fn set_captured(&mut self) {
+        match self {
+            Route::Lean(base) => base.captured = true,
+            Route::Full(full) => full.base.captured = true,
         }
     }
 
     fn full(&self) -> Option<&Full> {
-        match &self.route {
+        match self {
             Route::Lean(_) => None,
             Route::Full(full) => Some(full),
         }
     }
 
     fn full_mut(&mut self) -> &mut Full {
-        if let Route::Lean(base) = &mut self.route {
+        if let Route::Lean(base) = self {
             let base = std::mem::take(base);
-            self.route = Route::Full(Box::new(Full {
+            *self = Route::Full(Box::new(Full {
                 base,
                 ..Full::default()
             }));
         }
-        match &mut self.route {
+        match self {
             Route::Full(full) => full,
             Route::Lean(_) => unreachable!("made full above"),
         }
     }
 
+    fn has_policies(&self) -> bool {
+        match self {
+            Route::Lean(base) => base.local.is_some(),
+            Route::Full(full) => full.base.local.is_some() || !full.scope_policies.is_empty(),
+        }
+    }
+
+    /// See [`Intent::enter`].
+    fn enter(&mut self, local: Option<PolicyChain>) {
+        match self {
+            Route::Lean(base) => {
+                *base = Base {
+                    local,
+                    captured: false,
+                }
+            }
+            Route::Full(full) => {
+                full.base = Base {
+                    local,
+                    captured: false,
+                };
+                full.scope_policies.clear();
+            }
+        }
+    }
+}
+
+impl Intent {
+    /// Wraps a task payload; its dispatch options start as the task's defaults.
+    #[inline]
+    pub fn new<T: Task>(task: T) -> Self {
+        Intent {
+            stored: Stored::new(task),
+        }
+    }
+
+    fn full(&self) -> Option<&Full> {
+        self.stored.route()?.full()
+    }
+
+    fn full_mut(&mut self) -> &mut Full {
+        self.stored.route_mut().full_mut()
+    }
+
     /// The local policy regions it was enqueued in, innermost first.
     #[inline]
     pub(crate) fn local(&self) -> Option<&PolicyChain> {
-        self.base().local.as_ref()
+        self.stored.route()?.base().local.as_ref()
     }
 
     /// Marks it captured from a nested scope.
     #[inline]
     pub(crate) fn set_captured(&mut self) {
-        self.base_mut().captured = true;
+        self.stored.set_captured();
     }
 
     /// Replaces the dispatch options; options left unset fall back to the
@@ -142,12 +195,12 @@ impl Intent {
     /// The task's stable name.
     #[inline]
     pub fn name(&self) -> &'static str {
-        self.payload.name()
+        self.stored.name()
     }
 
     /// The payload as its own type, or `None` if it is another task.
     pub fn payload<T: Task>(&self) -> Option<&T> {
-        let any: &dyn Any = &*self.payload;
+        let any: &dyn Any = self.stored.task();
         any.downcast_ref()
     }
 
@@ -166,13 +219,13 @@ impl Intent {
     /// - The payload's `Serialize` impl fails (a map with non-string keys, for
     ///   instance).
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        self.payload.to_json()
+        self.stored.task().to_json()
     }
 
     /// The effective dispatch options: this intent's own, then the task's
     /// defaults.
     pub fn options(&self) -> Cow<'_, DispatchOptions> {
-        let defaults = self.payload.default_options();
+        let defaults = self.stored.task().default_options();
         match self.full().and_then(|full| full.options.as_ref()) {
             None => Cow::Owned(defaults),
             Some(own) if defaults == DispatchOptions::default() => Cow::Borrowed(own),
@@ -187,13 +240,13 @@ impl Intent {
 
     /// Whether the task runs asynchronously ([`Task::IS_ASYNC`]).
     pub fn is_async(&self) -> bool {
-        self.payload.is_async()
+        self.stored.task().is_async()
     }
 
     /// Whether this intent was captured from a nested scope rather than
     /// enqueued directly into the scope that holds it.
     pub fn is_captured(&self) -> bool {
-        self.base().captured
+        self.stored.is_captured()
     }
 
     /// Every policy that will judge this intent at flush, before the policy of
@@ -212,10 +265,7 @@ impl Intent {
     /// Whether any policy besides the flushing scope's will judge it.
     #[inline]
     pub(crate) fn has_policies(&self) -> bool {
-        match &self.route {
-            Route::Lean(base) => base.local.is_some(),
-            Route::Full(full) => full.base.local.is_some() || !full.scope_policies.is_empty(),
-        }
+        self.stored.route().is_some_and(Route::has_policies)
     }
 
     /// Sets it out from where it is enqueued: in the local policy regions
@@ -224,36 +274,20 @@ impl Intent {
     /// judged afresh where it lands.
     #[inline(always)]
     pub(crate) fn enter(&mut self, local: Option<PolicyChain>) {
-        // One match, not `base_mut` after it: this is every enqueue's path
-        // (4 instructions fewer per intent).
-        match &mut self.route {
-            Route::Lean(base) => {
-                *base = Base {
-                    local,
-                    captured: false,
-                }
-            }
-            Route::Full(full) => {
-                full.base = Base {
-                    local,
-                    captured: false,
-                };
-                full.scope_policies.clear();
-            }
+        match (self.stored.spilled_route_mut(), local) {
+            (Some(route), local) => route.enter(local),
+            // The plain route: only the captured flag to clear.
+            (None, None) => self.stored.set_fresh(),
+            (None, local) => self.stored.spill(local, false),
         }
     }
 
     /// [`enter`](Intent::enter) with no local policy region: nothing to do
-    /// for an intent fresh from [`Intent::new`].
+    /// for an intent fresh from [`Intent::new`] (the plain route, not
+    /// captured), which one comparison tells.
     #[inline(always)]
     pub(crate) fn enter_plain(&mut self) {
-        if !matches!(
-            self.route,
-            Route::Lean(Base {
-                local: None,
-                captured: false
-            })
-        ) {
+        if !self.stored.is_fresh() {
             self.reenter();
         }
     }
@@ -274,13 +308,13 @@ impl Intent {
     /// so it costs no allocation beyond what the payload's own `Clone` does.
     #[inline]
     pub(crate) fn run_cloned(&self) -> Run {
-        self.payload.run_cloned()
+        self.stored.run_cloned()
     }
 
     /// Runs the task in place, consuming the intent.
     #[inline]
     pub fn run(self) -> Run {
-        self.payload.run()
+        self.stored.run()
     }
 }
 
@@ -293,8 +327,7 @@ impl<T: Task> From<T> for Intent {
 impl Clone for Intent {
     fn clone(&self) -> Self {
         Intent {
-            payload: self.payload.clone_box(),
-            route: self.route.clone(),
+            stored: self.stored.clone(),
         }
     }
 }
@@ -303,7 +336,7 @@ impl fmt::Debug for Intent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Intent");
         d.field("name", &self.name());
-        d.field("payload", &self.payload.as_debug());
+        d.field("payload", &self.stored.task().as_debug());
         if let Some(full) = self.full() {
             if let Some(options) = &full.options {
                 d.field("options", options);
@@ -322,7 +355,7 @@ impl fmt::Debug for Intent {
 /// Reads like the call it stands for: `send_email(order_id: 42, to: "a@b.c")`.
 impl fmt::Display for Intent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let json = match self.payload.to_json_string() {
+        let json = match self.stored.task().to_json_string() {
             Ok(json) => json,
             Err(error) => return write!(f, "{}(<unserializable: {error}>)", self.name()),
         };
@@ -333,40 +366,20 @@ impl fmt::Display for Intent {
 /// The object-safe face of a [`Task`], so intents of different tasks can share
 /// one buffer.
 pub(crate) trait ErasedTask: Any + Send + Sync {
-    fn name(&self) -> &'static str;
     fn is_async(&self) -> bool;
     fn default_options(&self) -> DispatchOptions;
-    fn run(self: Box<Self>) -> Run;
-    fn run_cloned(&self) -> Run;
-    fn clone_box(&self) -> Box<dyn ErasedTask>;
     fn to_json(&self) -> serde_json::Result<serde_json::Value>;
     fn to_json_string(&self) -> serde_json::Result<String>;
     fn as_debug(&self) -> &dyn fmt::Debug;
 }
 
 impl<T: Task> ErasedTask for T {
-    fn name(&self) -> &'static str {
-        T::NAME
-    }
-
     fn is_async(&self) -> bool {
         T::IS_ASYNC
     }
 
     fn default_options(&self) -> DispatchOptions {
         T::default_options()
-    }
-
-    fn run(self: Box<Self>) -> Run {
-        Task::run(*self)
-    }
-
-    fn run_cloned(&self) -> Run {
-        Task::run(self.clone())
-    }
-
-    fn clone_box(&self) -> Box<dyn ErasedTask> {
-        Box::new(self.clone())
     }
 
     fn to_json(&self) -> serde_json::Result<serde_json::Value> {
