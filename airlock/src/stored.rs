@@ -398,11 +398,11 @@ impl Stored {
     /// Marks it captured from a nested scope.
     #[inline]
     pub(crate) fn set_captured(&mut self) {
-        match self.table.captured {
+        if let Some(captured) = self.table.captured {
             // Fresh, held in place: the same value, under its captured table.
-            Some(captured) => self.table = captured,
-            None if self.table.layout == Layout::Spilled => self.route_mut().set_captured(),
-            None => {}
+            self.table = captured;
+        } else if let Some(route) = self.spilled_route_mut() {
+            route.set_captured();
         }
     }
 
