@@ -913,7 +913,10 @@ impl Context {
     /// Enqueues `intent` into this thread's buffer with the chain in force
     /// lent to it (see `region`): no hook runs. It is set out from where it
     /// lands, after the push, so that nothing reads it back between.
-    fn enqueue_lending(&self, intent: Intent) -> Result<()> {
+    fn enqueue_lending(&self, mut intent: Intent) -> Result<()> {
+        // One enqueued again drops the route it had here, outside the
+        // buffer's borrow: a policy's `Drop` may call airlock.
+        intent.enter_plain();
         let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
             return Err(Self::busy(intent));
         };

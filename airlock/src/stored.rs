@@ -222,14 +222,15 @@ impl<T: Task> Table<T> {
     unsafe fn inline_clone(data: &Storage) -> Stored {
         // SAFETY: see above.
         let task = unsafe { Self::held::<T>(data) };
-        // `T` fits (this table was chosen for it), so the clone is held in
-        // place too; the caller sets the captured flag.
-        Stored::hold(task.clone(), Self::FRESH)
+        // SAFETY: `FRESH` is made for `T`, which fits (this table was chosen
+        // for it): the clone is held in place too. The caller sets the
+        // captured flag.
+        unsafe { Stored::hold(task.clone(), Self::FRESH) }
     }
 
     /// # Safety
     ///
-    /// `data` holds a `T` (an `INLINE*` table's storage).
+    /// `data` holds a `T` (the storage of a `FRESH` or `CAPTURED` table).
     unsafe fn spill(data: &mut Storage, local: Option<PolicyChain>, captured: bool) {
         // SAFETY: `data` holds a `T`; it is overwritten below before anyone
         // reads it again, and nothing between can unwind (an allocation
@@ -268,13 +269,12 @@ impl<T: Task> Table<T> {
     unsafe fn spilled_clone(data: &Storage) -> Stored {
         // SAFETY: see above.
         let spilled = unsafe { Self::held::<Spilled<T>>(data) };
-        Stored::hold(
-            Spilled {
-                route: spilled.route.clone(),
-                task: spilled.task.clone(),
-            },
-            Self::SPILLED,
-        )
+        let clone = Spilled {
+            route: spilled.route.clone(),
+            task: spilled.task.clone(),
+        };
+        // SAFETY: `SPILLED` is made for `Spilled<T>`.
+        unsafe { Stored::hold(clone, Self::SPILLED) }
     }
 }
 
@@ -284,29 +284,33 @@ impl Stored {
     #[inline]
     pub(crate) fn new<T: Task>(task: T) -> Self {
         if fits::<T>() {
-            Self::hold(task, Table::<T>::FRESH)
+            // SAFETY: `FRESH` is made for `T`.
+            unsafe { Self::hold(task, Table::<T>::FRESH) }
         } else {
-            Self::hold(
-                Spilled {
-                    route: Route::lean(false),
-                    task: Box::new(task),
-                },
-                Table::<T>::SPILLED,
-            )
+            let spilled = Spilled {
+                route: Route::lean(false),
+                task: Box::new(task),
+            };
+            // SAFETY: `SPILLED` is made for `Spilled<T>`.
+            unsafe { Self::hold(spilled, Table::<T>::SPILLED) }
         }
     }
 
-    /// Stores `held` with `table`, which must be made for `H`'s type.
+    /// Stores `held` with `table`.
+    ///
+    /// # Safety
+    ///
+    /// `table` is made for `H` (see the module's invariant).
     #[inline(always)]
-    fn hold<H>(held: H, table: &'static VTable) -> Self {
+    unsafe fn hold<H>(held: H, table: &'static VTable) -> Self {
         // Decided at compile time: `new` and the tables only pass values
         // that fit.
         assert!(fits::<H>(), "airlock: a stored value does not fit");
         let mut data = Storage::uninit();
         // SAFETY: `H` fits the storage's size and alignment (asserted
         // above), so the write is in bounds and aligned; `data` then holds
-        // an initialised `H`, paired with `H`'s table by every caller: the
-        // module's invariant holds from here.
+        // an initialised `H`, paired with a table made for `H` (the
+        // caller's contract): the module's invariant holds from here.
         unsafe { data.as_mut_ptr().cast::<H>().write(held) };
         Stored {
             table,
