@@ -34,6 +34,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
@@ -46,8 +47,11 @@ use crate::task::{Run, Task};
 /// with a `String`, a `Vec` or a `Cow<str>` beside it.
 const INLINE_BYTES: usize = size_of::<Storage>();
 
-/// Where the value lies: four words, aligned as one.
-type Storage = MaybeUninit<[usize; 4]>;
+/// Where the value lies: four words, aligned as one. In an `UnsafeCell`,
+/// because a task may have interior mutability (an atomic, a mutex) and use
+/// it through the shared references this module hands out: a reference to
+/// plain bytes would promise that nothing changes them.
+type Storage = MaybeUninit<UnsafeCell<[usize; 4]>>;
 
 /// A task and its route.
 ///
@@ -66,6 +70,13 @@ pub(crate) struct Stored {
     /// [`ErasedTask`] requires) or a [`Spilled`] one.
     _held: PhantomData<(Box<dyn ErasedTask>, Route)>,
 }
+
+// SAFETY: a `Stored` shares only what it holds: a task, which is `Sync` as
+// every task is, or a spilled one (a route, `Sync`, and the task boxed). The
+// storage's `UnsafeCell` lets a task use its own interior mutability through
+// `&`, which its being `Sync` makes safe across threads; everything else the
+// module changes takes `&mut self`.
+unsafe impl Sync for Stored {}
 
 /// A spilled intent's storage: its route, and its task boxed. `repr(C)` puts
 /// the route first, at the same place for every task type, so reading it
@@ -695,6 +706,49 @@ mod tests {
             assert!(done(copy.run()));
         }
         assert!(done(wide.run_cloned()));
+    }
+
+    /// Interior mutability in a task held in place, used through the
+    /// shared reference `Intent::payload` gives out.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Counting {
+        #[serde(skip)]
+        hits: AtomicUsize,
+    }
+
+    impl Clone for Counting {
+        fn clone(&self) -> Self {
+            Counting {
+                hits: AtomicUsize::new(self.hits.load(Ordering::SeqCst)),
+            }
+        }
+    }
+
+    impl Task for Counting {
+        const NAME: &'static str = "counting";
+        fn run(self) -> Run {
+            assert_eq!(self.hits.into_inner(), 3, "the run sees what was counted");
+            Run::ok()
+        }
+    }
+
+    #[test]
+    fn a_task_held_in_place_may_change_itself_through_a_shared_reference() {
+        const { assert!(fits::<Counting>()) };
+        let stored = Stored::new(Counting::default());
+        let shared = &stored;
+        std::thread::scope(|threads| {
+            for _ in 0..3 {
+                threads.spawn(|| {
+                    let task = (shared.task() as &dyn std::any::Any)
+                        .downcast_ref::<Counting>()
+                        .unwrap();
+                    task.hits.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert!(done(stored.run_cloned()));
+        assert!(done(stored.run()));
     }
 
     /// A borrowed `Cow` points into static memory, an owned one into the
