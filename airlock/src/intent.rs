@@ -39,6 +39,13 @@ pub struct Intent {
     stored: Stored,
 }
 
+// An intent crosses threads (handles, executors) and is shared by reference
+// (reports, hooks): it stays `Send` and `Sync` whatever its storage does.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Intent>();
+};
+
 /// Where an intent has been, beside its task. Most intents have the plain
 /// route (no local policy, not captured), which [`Stored`] implies without
 /// storing it; the others carry a local policy chain and the captured flag,
