@@ -502,9 +502,10 @@ mod tests {
         }
     }
 
-    /// A task of `1 + WORDS + 1` words that counts its live copies, so a test
-    /// can tell that each value is dropped exactly once whichever way it
-    /// ends, and checks that it arrives whole.
+    /// A task of `WORDS + 3` words (an id, the filler and its tag, the probe)
+    /// that counts its live copies, so a test can tell that each value is
+    /// dropped exactly once whichever way it ends, and checks that it arrives
+    /// whole.
     #[derive(Debug, Serialize, Deserialize)]
     struct Tracked<const WORDS: usize> {
         id: u64,
@@ -551,7 +552,7 @@ mod tests {
         }
     }
 
-    /// Held in place (three words) and spilled (six words).
+    /// Held in place (four words) and spilled (seven).
     type Small = Tracked<1>;
     type Large = Tracked<4>;
     const _: () = assert!(fits::<Small>() && !fits::<Large>());
@@ -568,10 +569,14 @@ mod tests {
     /// each copy is dropped once.
     fn every_end<const WORDS: usize>(spilled_route: bool) {
         let probe = Probe::default();
-        let mut stored = Stored::new(Tracked::<WORDS>::new(1, &probe));
-        if spilled_route {
-            stored.spill(Some(chain()), false);
-        }
+        let make = |id| {
+            let mut stored = Stored::new(Tracked::<WORDS>::new(id, &probe));
+            if spilled_route {
+                stored.spill(Some(chain()), false);
+            }
+            stored
+        };
+        let stored = make(1);
         assert_eq!(stored.name(), "tracked");
         let task = (stored.task() as &dyn std::any::Any)
             .downcast_ref::<Tracked<WORDS>>()
@@ -600,10 +605,10 @@ mod tests {
 
         // A run that panics drops its value once, while unwinding.
         probe.0.panic_on_run.store(true, Ordering::SeqCst);
-        let stored = Stored::new(Tracked::<WORDS>::new(2, &probe));
+        let stored = make(2);
         assert!(catch_unwind(AssertUnwindSafe(|| stored.run())).is_err());
         assert_eq!(probe.live(), 0);
-        let stored = Stored::new(Tracked::<WORDS>::new(3, &probe));
+        let stored = make(3);
         assert!(catch_unwind(AssertUnwindSafe(|| stored.run_cloned())).is_err());
         assert_eq!(probe.live(), 1, "the stored task is kept");
         drop(stored);
