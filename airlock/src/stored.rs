@@ -87,23 +87,15 @@ struct Spilled<T> {
     task: Box<T>,
 }
 
-/// What a table says about how its value is stored.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Layout {
-    /// The task in place, the route plain and not captured.
-    Fresh,
-    /// The task in place, the route plain and captured from a nested scope.
-    Captured,
-    /// A [`Spilled`] value.
-    Spilled,
-}
-
 /// The functions that know the type stored. Each takes the storage of a
 /// `Stored` whose table it is, so by the module's invariant the storage
 /// holds an initialised value of the table's type.
+///
+/// Which of a type's three tables it is tells how the value is stored: the
+/// links below say it (`FRESH` alone has `captured`, `CAPTURED` alone has
+/// `fresh`, `SPILLED` alone has no `spill`).
 struct VTable {
     name: &'static str,
-    layout: Layout,
     task: unsafe fn(&Storage) -> &dyn ErasedTask,
     run_cloned: unsafe fn(&Storage) -> Run,
     /// Moves the value out and runs its task: the storage is left
@@ -142,15 +134,14 @@ struct Table<T>(PhantomData<T>);
 impl<T: Task> Table<T> {
     const FRESH: &'static VTable = &VTable {
         captured: Some(Self::CAPTURED),
-        ..Self::inline(Layout::Fresh)
+        ..Self::INLINE
     };
     const CAPTURED: &'static VTable = &VTable {
         fresh: Some(Self::fresh_table),
-        ..Self::inline(Layout::Captured)
+        ..Self::INLINE
     };
     const SPILLED: &'static VTable = &VTable {
         name: T::NAME,
-        layout: Layout::Spilled,
         task: Self::spilled_task,
         run_cloned: Self::spilled_run_cloned,
         run: Self::spilled_run,
@@ -165,20 +156,18 @@ impl<T: Task> Table<T> {
         Self::FRESH
     }
 
-    const fn inline(layout: Layout) -> VTable {
-        VTable {
-            name: T::NAME,
-            layout,
-            task: Self::inline_task,
-            run_cloned: Self::inline_run_cloned,
-            run: Self::inline_run,
-            clone: Self::inline_clone,
-            drop: Self::drop::<T>,
-            spill: Some((Self::spill, Self::SPILLED)),
-            captured: None,
-            fresh: None,
-        }
-    }
+    /// What `FRESH` and `CAPTURED` share.
+    const INLINE: VTable = VTable {
+        name: T::NAME,
+        task: Self::inline_task,
+        run_cloned: Self::inline_run_cloned,
+        run: Self::inline_run,
+        clone: Self::inline_clone,
+        drop: Self::drop::<T>,
+        spill: Some((Self::spill, Self::SPILLED)),
+        captured: None,
+        fresh: None,
+    };
 
     /// # Safety
     ///
@@ -234,8 +223,8 @@ impl<T: Task> Table<T> {
         // SAFETY: see above.
         let task = unsafe { Self::held::<T>(data) };
         // SAFETY: `FRESH` is made for `T`, which fits (this table was chosen
-        // for it): the clone is held in place too. The caller sets the
-        // captured flag.
+        // for it): the clone is held in place too. The caller gives it this
+        // table, captured flag included.
         unsafe { Stored::hold(task.clone(), Self::FRESH) }
     }
 
@@ -364,7 +353,7 @@ impl Stored {
     /// [`is_captured`](Self::is_captured)).
     #[inline(always)]
     pub(crate) fn route(&self) -> Option<&Route> {
-        if self.table.layout != Layout::Spilled {
+        if self.table.spill.is_some() {
             return None;
         }
         // SAFETY: a `SPILLED` table's storage holds a `Spilled<T>`, whose
@@ -377,10 +366,8 @@ impl Stored {
     /// first, keeping its captured flag.
     #[inline]
     pub(crate) fn route_mut(&mut self) -> &mut Route {
-        if self.table.layout != Layout::Spilled {
-            let captured = self.table.layout == Layout::Captured;
-            self.spill(None, captured);
-        }
+        let captured = self.table.fresh.is_some();
+        self.spill(None, captured);
         self.spilled_route_mut()
             .expect("airlock: an intent spilled above holds no route")
     }
@@ -388,7 +375,7 @@ impl Stored {
     /// The route, to change, if it is stored (spilled).
     #[inline(always)]
     pub(crate) fn spilled_route_mut(&mut self) -> Option<&mut Route> {
-        if self.table.layout != Layout::Spilled {
+        if self.table.spill.is_some() {
             return None;
         }
         // SAFETY: a `SPILLED` table's storage holds a `Spilled<T>`, whose
@@ -433,7 +420,7 @@ impl Stored {
     /// has. One comparison.
     #[inline(always)]
     pub(crate) fn is_fresh(&self) -> bool {
-        self.table.layout == Layout::Fresh
+        self.table.captured.is_some()
     }
 
     /// Whether it was captured from a nested scope.
@@ -441,7 +428,7 @@ impl Stored {
     pub(crate) fn is_captured(&self) -> bool {
         match self.route() {
             Some(route) => route.is_captured(),
-            None => self.table.layout == Layout::Captured,
+            None => self.table.fresh.is_some(),
         }
     }
 }
@@ -459,11 +446,9 @@ impl Clone for Stored {
     fn clone(&self) -> Self {
         // SAFETY: the module's invariant.
         let mut clone = unsafe { (self.table.clone)(&self.data) };
-        if self.table.layout == Layout::Captured {
-            // The in-place clone is made fresh; this table is for the same
-            // type, held the same way.
-            clone.table = self.table;
-        }
+        // Held the same way (an in-place clone is made fresh): the same
+        // table, captured flag included.
+        clone.table = self.table;
         clone
     }
 }
