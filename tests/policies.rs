@@ -133,6 +133,56 @@ fn entering_a_scope_inside_a_hook_is_a_state_error() {
     assert_eq!(log.runs(), ["a"]);
 }
 
+/// Runs a scope from inside a hook, plain or with a policy of its own, and
+/// records the panic message.
+struct RunsScope {
+    calls: Calls,
+}
+
+impl Policy for RunsScope {
+    fn on_enqueue(&self, _: &Intent) -> Result<(), Violation> {
+        let plain = || airlock::scope(|| airlock::Result::Ok(()));
+        let configured = || {
+            Scope::new()
+                .policy(AllowAll)
+                .run(|| airlock::Result::Ok(()))
+        };
+        for run in [&plain as &dyn Fn() -> airlock::Result<()>, &configured] {
+            let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                Ok(result) => format!("ran: {result:?}"),
+                Err(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map_or("a panic without a message", |message| message)
+                    .to_owned(),
+            };
+            self.calls.lock().unwrap().push(outcome);
+        }
+        Ok(())
+    }
+}
+
+/// Rule 4: a hook cannot run a closure scope: it has no error to return, so
+/// it panics (a bug in the hook), whatever the scope's settings; the scope
+/// that ran the hook goes on.
+#[test]
+fn running_a_scope_inside_a_hook_panics() {
+    let calls = calls();
+    let log = Log::new();
+    airlock::scope(|| {
+        airlock::with_policy(
+            RunsScope {
+                calls: calls.clone(),
+            },
+            || airlock::enqueue(log.record("a")),
+        )
+    })
+    .unwrap();
+    let message = "airlock: a scope was opened inside a policy or scope hook; \
+                   hooks judge intents and cannot run units of work";
+    assert_eq!(seen(&calls), [message, message]);
+    assert_eq!(log.runs(), ["a"]);
+}
+
 /// Rule 4: after a hook ran, enqueue works normally again.
 #[test]
 fn enqueue_works_again_after_a_hook() {

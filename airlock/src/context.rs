@@ -378,6 +378,22 @@ thread_local! {
     };
 }
 
+/// [`CONTEXT`]`.with(f)` for the hot paths: `try_with` is marked inline where
+/// `with` is not, and once inlined it reaches the thread-local directly
+/// instead of through the key's accessor function.
+#[inline(always)]
+pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
+    match CONTEXT.try_with(f) {
+        Ok(result) => result,
+        Err(error) => context_gone(error),
+    }
+}
+
+#[cold]
+fn context_gone(error: std::thread::AccessError) -> ! {
+    panic!("airlock: the thread's scope state was used while the thread was ending: {error}")
+}
+
 impl Drop for Context {
     fn drop(&mut self) {
         // Scopes still current when the thread ends (leaked `ActiveScope`s)
@@ -738,6 +754,21 @@ impl Context {
         frames.push(ManuallyDrop::new(frame));
     }
 
+    /// Pushes a frame with the built-in settings, where the caller checked
+    /// that they are in force and that no hook is running, and returns its
+    /// id. The frame is made in place, where it lands on the stack.
+    #[inline(always)]
+    pub(crate) fn push_plain(&self) -> u64 {
+        let id = self.next_id();
+        let mut frames = self.frames.borrow_mut();
+        let mark = self.buffer.borrow().len();
+        frames.push(ManuallyDrop::new(Frame {
+            mark,
+            ..Frame::local(id, None, Vec::new())
+        }));
+        id
+    }
+
     /// Drops the top frame, which the caller checked holds nothing (no
     /// settings, handle, intents of its own or chunks): its part of the
     /// buffer stays where it is.
@@ -820,32 +851,36 @@ impl Context {
         (buffer.len() < buffer.capacity()).then_some(buffer)
     }
 
-    /// Enqueues the intent in `slot` (always `Some`; taken here): the common
-    /// case inline (see [`plain_buffer`](Context::plain_buffer)), every other
-    /// one in [`enqueue_checked`](Context::enqueue_checked).
+    /// Enqueues `intent`: the common case inline (see
+    /// [`plain_buffer`](Context::plain_buffer)), every other one in
+    /// [`enqueue_checked`](Context::enqueue_checked).
     ///
     /// The error is boxed so that the common path returns one word, not an
     /// `Error`'s nine.
     #[inline(always)]
-    pub(crate) fn enqueue(&self, slot: &mut Option<Intent>) -> std::result::Result<(), Box<Error>> {
+    pub(crate) fn enqueue(&self, intent: impl Into<Intent>) -> std::result::Result<(), Box<Error>> {
+        // Converted here, inside the thread-local's access, so that it is
+        // written where it lands; and before the buffer is borrowed, since a
+        // conversion of the caller's may call airlock.
+        let mut intent = intent.into();
         let Some(mut buffer) = self.plain_buffer() else {
-            return self.enqueue_checked(slot).map_err(Box::new);
-        };
-        let Some(mut intent) = slot.take() else {
-            unreachable!("airlock: enqueue without an intent")
+            return self.enqueue_boxed(intent);
         };
         intent.enter_plain();
         buffer.push(intent);
         Ok(())
     }
 
-    /// Enqueues the intent in `slot` (always `Some`; taken here), checking
-    /// everything.
+    /// [`enqueue_checked`](Context::enqueue_checked), its error boxed out of
+    /// line: the inline path then holds no `Error` on its stack.
+    #[inline(never)]
+    fn enqueue_boxed(&self, intent: Intent) -> std::result::Result<(), Box<Error>> {
+        self.enqueue_checked(intent).map_err(Box::new)
+    }
+
+    /// Enqueues `intent`, checking everything.
     #[inline]
-    fn enqueue_checked(&self, slot: &mut Option<Intent>) -> Result<()> {
-        let Some(mut intent) = slot.take() else {
-            unreachable!("airlock: enqueue without an intent")
-        };
+    fn enqueue_checked(&self, mut intent: Intent) -> Result<()> {
         if self.in_hook() {
             return Err(Error::EnqueueInHook {
                 task: intent.name(),

@@ -223,23 +223,18 @@ pub use airlock_macros::{scoped, task};
 /// ```
 #[inline(always)]
 pub fn enqueue(intent: impl Into<Intent>) -> Result<()> {
-    let mut intent = Some(intent.into());
-    match context::CONTEXT.try_with(|cx| cx.enqueue(&mut intent)) {
-        Ok(result) => {
-            // `Context::enqueue` always takes the intent out of the slot: the
-            // slot is `None`, and forgetting it spares a call to drop nothing.
-            debug_assert!(intent.is_none());
-            std::mem::forget(intent);
-            result.map_err(|error| *error)
-        }
-        Err(_) => no_scope_at_teardown(intent),
+    // Reached first without the intent, so that a thread shutting down
+    // hands it back. Nothing runs between the two accesses: the second
+    // finds the thread-local alive.
+    if context::CONTEXT.try_with(|_| ()).is_err() {
+        return no_scope_at_teardown(intent.into());
     }
+    context::with_context(move |cx| cx.enqueue(intent)).map_err(|error| *error)
 }
 
 /// The thread is shutting down: no scope can be current.
 #[cold]
-fn no_scope_at_teardown(intent: Option<Intent>) -> Result<()> {
-    let intent = intent.expect("airlock: the intent was taken by a context that was gone");
+fn no_scope_at_teardown(intent: Intent) -> Result<()> {
     Err(Error::NoScope {
         task: intent.name(),
         intent: Box::new(intent),

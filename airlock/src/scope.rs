@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::buffer::{Captured, capture_into, mark_captured};
-use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard, Slot};
+use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard, with_context};
 use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
@@ -147,19 +147,19 @@ impl Scope {
     /// If called from inside a policy or scope hook, which is a bug: hooks
     /// judge intents, they do not run units of work.
     pub fn run<R: Outcome>(self, f: impl FnOnce() -> R) -> R {
-        // `f` runs outside `CONTEXT.with`: its result, which may be large,
-        // then goes straight to the caller instead of through the closure.
-        let entered = Entered::push(self);
-        let out = f();
-        let exit = if out.is_success() {
-            Exit::Success
-        } else {
-            Exit::Failure
-        };
-        match CONTEXT.with(|cx| entered.finish_in(cx, exit)) {
-            None => out,
-            Some(error) => fold_flush_error(out, exit, *error),
-        }
+        with_context(|cx| {
+            let entered = Entered::push_in(cx, self);
+            let out = f();
+            let exit = if out.is_success() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            };
+            match entered.finish_in(cx, exit) {
+                None => out,
+                Some(error) => fold_flush_error(out, exit, *error),
+            }
+        })
     }
 
     /// Runs `future` in this scope, which is current whenever the future is
@@ -617,19 +617,21 @@ pub(crate) struct Entered {
 }
 
 impl Entered {
-    #[inline]
+    /// Pushes the scope's frame. A scope with the built-in settings, where
+    /// they are in force, takes a path short enough to inline, so that the
+    /// thread-local is reached directly.
+    #[inline(always)]
     pub(crate) fn push(scope: Scope) -> Self {
-        CONTEXT.with(|cx| Entered::push_in(cx, scope))
+        with_context(|cx| Entered::push_in(cx, scope))
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_in(cx: &Context, scope: Scope) -> Self {
-        if cx.in_hook() {
-            hook_misuse();
-        }
-        let frame = scope.into_frame(cx);
-        let id = frame.id;
-        cx.push_frame(frame);
+        let id = if scope.settings.is_none() && !cx.in_hook() && cx.defaults_are_builtin() {
+            cx.push_plain()
+        } else {
+            push_configured(cx, scope)
+        };
         Entered { id, done: false }
     }
 
@@ -641,15 +643,37 @@ impl Entered {
     }
 
     /// Pops the frame and ends it; the error, if any, boxed so that the
-    /// common path moves one word.
-    #[inline]
+    /// common path moves one word. The commonest ends (empty, captured by a
+    /// plain parent) are decided inline.
+    #[inline(always)]
     fn finish_in(mut self, cx: &Context, exit: Exit) -> Option<Box<Error>> {
         self.done = true;
-        match end_in_place(cx, self.id, exit, true) {
-            InPlace::Ended => None,
-            InPlace::Failed(error) => Some(error),
-            InPlace::No => finish_popped(cx, self.id, exit),
+        match end_plain(cx, self.id, exit) {
+            Plain::Ended => None,
+            plain => finish_rest(cx, self.id, exit, plain),
         }
+    }
+}
+
+/// Pushes the frame of a scope whose settings are not all the built-ins.
+#[inline(never)]
+fn push_configured(cx: &Context, scope: Scope) -> u64 {
+    if cx.in_hook() {
+        hook_misuse();
+    }
+    let frame = scope.into_frame(cx);
+    let id = frame.id;
+    cx.push_frame(frame);
+    id
+}
+
+/// Ends a closure scope's frame that [`end_plain`] did not end.
+#[inline(never)]
+fn finish_rest(cx: &Context, id: u64, exit: Exit, plain: Plain) -> Option<Box<Error>> {
+    match end_rest(cx, exit, plain, true) {
+        InPlace::Ended => None,
+        InPlace::Failed(error) => Some(error),
+        InPlace::No => finish_popped(cx, id, exit),
     }
 }
 
@@ -990,19 +1014,42 @@ pub(crate) fn finish_in(
 /// (not for a future, whose asynchronous tasks are awaited).
 #[inline]
 pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) -> InPlace {
+    match end_plain(cx, id, exit) {
+        Plain::Ended => InPlace::Ended,
+        plain => end_rest(cx, exit, plain, dispatch),
+    }
+}
+
+/// How [`end_plain`] left the current frame.
+pub(crate) enum Plain {
+    /// Ended: it was empty, or captured by a plain parent.
+    Ended,
+    /// A plain frame, not empty, whose scope failed: its part starts here.
+    Discard(usize),
+    /// The only frame, plain and not empty, whose scope succeeded.
+    Outermost,
+    /// Anything else.
+    No,
+}
+
+/// The ends of [`end_in_place`] that need no more than a look at the
+/// stack: an empty plain frame, and one captured by a plain parent. Small
+/// enough to inline, which the closure and future forms do.
+#[inline(always)]
+fn end_plain(cx: &Context, id: u64, exit: Exit) -> Plain {
     let Ok(mut frames) = cx.frames.try_borrow_mut() else {
-        return InPlace::No;
+        return Plain::No;
     };
     let Some(top) = frames.last() else {
-        return InPlace::No;
+        return Plain::No;
     };
     // A frame on the stack holds no buffer of its own (see `attach`).
     if top.id != id || top.config.is_some() || top.shared.is_some() || top.captured.is_some() {
-        return InPlace::No;
+        return Plain::No;
     }
     let mark = top.mark;
     let Ok(count) = cx.buffer.try_borrow().map(|b| b.len() - mark) else {
-        return InPlace::No;
+        return Plain::No;
     };
     if count == 0 {
         // Checked above: it holds no setting, handle, buffer or chunk, and
@@ -1013,25 +1060,16 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
         } else {
             tracing::debug!(target: "airlock", ?exit, discarded = 0, "scope discarded");
         }
-        return InPlace::Ended;
+        return Plain::Ended;
     }
     if exit != Exit::Success {
-        cx.drop_plain_top(&mut frames);
-        drop(frames);
-        // Dropped outside every borrow: a payload's `Drop` may call airlock.
-        let part = cx.take_part(mark);
-        discard_intents(cx, part, exit);
-        return InPlace::Ended;
+        return Plain::Discard(mark);
     }
     let Some(parent) = frames.len().checked_sub(2).map(|at| &frames[at]) else {
-        return if dispatch {
-            dispatch_in_place(cx, frames)
-        } else {
-            InPlace::No
-        };
+        return Plain::Outermost;
     };
     if parent.kind().is_some() || parent.is_remote() || count > crate::buffer::MOVE_LIMIT {
-        return InPlace::No;
+        return Plain::No;
     }
     cx.drop_plain_top(&mut frames);
     drop(frames);
@@ -1039,13 +1077,33 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
         intent.set_captured();
     }
     tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
-    InPlace::Ended
+    Plain::Ended
+}
+
+/// The rest of [`end_in_place`]: a discard, or an outermost scope's
+/// dispatch.
+fn end_rest(cx: &Context, exit: Exit, plain: Plain, dispatch: bool) -> InPlace {
+    match plain {
+        Plain::Ended => InPlace::Ended,
+        Plain::Discard(mark) => {
+            let mut frames = cx.frames.borrow_mut();
+            cx.drop_plain_top(&mut frames);
+            drop(frames);
+            // Dropped outside every borrow: a payload's `Drop` may call airlock.
+            let part = cx.take_part(mark);
+            discard_intents(cx, part, exit);
+            InPlace::Ended
+        }
+        Plain::Outermost if dispatch => dispatch_in_place(cx),
+        Plain::Outermost | Plain::No => InPlace::No,
+    }
 }
 
 /// Dispatches the whole thread's buffer for the outermost plain scope (the
-/// only frame, on top of `frames`), if no intent carries a policy of its own.
+/// only frame, on top of the stack), if no intent carries a policy of its own.
 #[inline]
-fn dispatch_in_place(cx: &Context, mut frames: std::cell::RefMut<'_, Vec<Slot>>) -> InPlace {
+fn dispatch_in_place(cx: &Context) -> InPlace {
+    let mut frames = cx.frames.borrow_mut();
     let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
         return InPlace::No;
     };
