@@ -873,9 +873,37 @@ impl Context {
 
     /// [`enqueue_checked`](Context::enqueue_checked), its error boxed out of
     /// line: the inline path then holds no `Error` on its stack.
+    ///
+    /// An intent that lends its region's chain (see
+    /// [`region`](Context::region)) takes the short way here: the common
+    /// enqueue inside a local policy region.
     #[inline(never)]
     fn enqueue_boxed(&self, intent: Intent) -> std::result::Result<(), Box<Error>> {
-        self.enqueue_checked(intent).map_err(Box::new)
+        let lending = !self.in_hook()
+            && self
+                .frames
+                .try_borrow()
+                .is_ok_and(|frames| self.lends(&frames));
+        if lending {
+            self.enqueue_lending(intent)
+        } else {
+            self.enqueue_checked(intent)
+        }
+        .map_err(Box::new)
+    }
+
+    /// Whether an intent enqueued now, with no hook running and `frames`
+    /// the stack, takes the chain of the local policy regions in force
+    /// itself: the first one a region sends to this thread's buffer takes
+    /// the region's own chain (see [`region`](Context::region)); every other
+    /// one, a clone. One that policy hooks are about to see takes a clone
+    /// too: a hook that unwinds would take the chain with it.
+    #[inline(always)]
+    fn lends(&self, frames: &[Slot]) -> bool {
+        self.chain_in_local()
+            && self.judging.get() == 0
+            && frames.last().is_some_and(|top| !top.is_remote())
+            && !self.with_local(|chain| chain.as_ref().is_some_and(PolicyChain::checks))
     }
 
     /// Enqueues `intent`, checking everything.
@@ -901,18 +929,9 @@ impl Context {
                 intent: Box::new(intent),
             });
         }
-        // The first intent a region sends to this thread's buffer takes the
-        // region's own chain (see `region`); every other one, a clone. One
-        // that policy hooks are about to see takes a clone too: a hook that
-        // unwinds would take the chain with it.
-        let lending = self.chain_in_local()
-            && self.judging.get() == 0
-            && frames.last().is_some_and(|top| !top.is_remote())
-            && !self.with_local(|chain| chain.as_ref().is_some_and(PolicyChain::checks));
-        if lending {
-            drop(frames);
-            return self.enqueue_lending(intent);
-        }
+        // An intent that lends the chain took the short way
+        // (`enqueue_boxed`): this one takes a clone.
+        debug_assert!(!self.lends(&frames));
         intent.enter(self.local_chain());
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
             // The stack is only read while the hooks run, so a hook may still
@@ -948,6 +967,7 @@ impl Context {
     /// Enqueues `intent` into this thread's buffer with the chain in force
     /// lent to it (see `region`): no hook runs. It is set out from where it
     /// lands, after the push, so that nothing reads it back between.
+    #[inline(always)]
     fn enqueue_lending(&self, mut intent: Intent) -> Result<()> {
         // One enqueued again drops the route it had here, outside the
         // buffer's borrow: a policy's `Drop` may call airlock.

@@ -596,8 +596,9 @@ struct Region {
 }
 
 impl Region {
+    #[inline(always)]
     fn push<P: Policy>(policy: P) -> Self {
-        CONTEXT.with(|cx| Region {
+        with_context(|cx| Region {
             previous: cx.open_region(|outer| crate::policy::PolicyChain::push(outer, policy)),
         })
     }
