@@ -145,6 +145,46 @@ fn no_scope_error_hands_back_the_intent() {
     assert!(back[0].is::<Noop>());
 }
 
+/// Rule 1 while a thread ends: an enqueue from a thread-local's destructor
+/// that runs after airlock's own state is gone has no scope either. It is
+/// the `NoScope` error, handing the intent back whole: not a panic (which
+/// aborts the process in a destructor), not a lost intent.
+#[test]
+fn an_enqueue_while_the_thread_ends_hands_the_intent_back() {
+    type Seen = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+    struct EnqueuesOnDrop(Seen);
+    impl Drop for EnqueuesOnDrop {
+        fn drop(&mut self) {
+            let outcome = match airlock::enqueue(Pair(7, "late".into())) {
+                Err(error @ Error::NoScope { task: "pair", .. }) => {
+                    let back = error.into_undispatched();
+                    format!("NoScope, handed back {:?}", back[0].payload::<Pair>())
+                }
+                other => format!("{other:?}"),
+            };
+            *self.0.lock().unwrap() = Some(outcome);
+        }
+    }
+    thread_local! {
+        static ENDS_LAST: std::cell::RefCell<Option<EnqueuesOnDrop>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let seen = Seen::default();
+    let on_thread = seen.clone();
+    std::thread::spawn(move || {
+        // Thread-locals are destroyed in the reverse order of their first
+        // use: this one is used before airlock's state, so it ends after it.
+        ENDS_LAST.with(|slot| *slot.borrow_mut() = Some(EnqueuesOnDrop(on_thread)));
+        airlock::scope(|| airlock::enqueue(Noop {})).unwrap();
+    })
+    .join()
+    .expect("the thread ended cleanly");
+    assert_eq!(
+        seen.lock().unwrap().as_deref(),
+        Some(r#"NoScope, handed back Some(Pair(7, "late"))"#)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Rule 2: effects escape only at flush.
 // ---------------------------------------------------------------------------

@@ -378,9 +378,9 @@ thread_local! {
     };
 }
 
-/// [`CONTEXT`]`.with(f)` for the hot paths: `try_with` is marked inline where
-/// `with` is not, and once inlined it reaches the thread-local directly
-/// instead of through the key's accessor function.
+/// [`CONTEXT`]`.with(f)` for the hot paths. `with` was compiled as a call
+/// that reached the thread-local through the key's accessor function, once
+/// per visit; `try_with`, which is marked inline, reaches it directly.
 #[inline(always)]
 pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
     match CONTEXT.try_with(f) {

@@ -1022,7 +1022,7 @@ pub(crate) fn end_in_place(cx: &Context, id: u64, exit: Exit, dispatch: bool) ->
 }
 
 /// How [`end_plain`] left the current frame.
-pub(crate) enum Plain {
+enum Plain {
     /// Ended: it was empty, or captured by a plain parent.
     Ended,
     /// A plain frame, not empty, whose scope failed: its part starts here.
