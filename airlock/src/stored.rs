@@ -59,8 +59,8 @@ type Storage = MaybeUninit<UnsafeCell<[usize; 4]>>;
 /// 16-byte pieces and the table pointer is written alone, so no piece copied
 /// spans the table and the storage. A read spanning two recent writes cannot
 /// be forwarded from the store buffer and stalls; with the table first,
-/// every copy of a freshly made intent did (the workloads that enqueue
-/// through a slot took 20-40% longer).
+/// every copy of a freshly made intent did (the workloads that enqueued
+/// through a slot, as `airlock::enqueue` then did, took 20-40% longer).
 #[repr(C)]
 pub(crate) struct Stored {
     data: Storage,
