@@ -53,9 +53,10 @@ pub fn handle() -> Result<ScopeHandle> {
         if cx.in_hook() {
             return Err(StateError::new(StateErrorKind::InHook).into());
         }
-        let mut frames = cx.frames.borrow_mut();
-        let policies = Context::scope_policies(&frames);
-        let top = frames
+        let mut stack = cx.stack.borrow_mut();
+        let policies = Context::scope_policies(&stack.frames);
+        let top = stack
+            .frames
             .last_mut()
             .ok_or(StateError::new(StateErrorKind::NoScope))?;
         let shared = Arc::clone(top.shared.get_or_insert_with(|| {

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::buffer::{Captured, capture_into, mark_captured};
-use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard, with_context};
+use crate::context::{CONTEXT, Config, Context, Enclosing, Frame, HookGuard, Stack, with_context};
 use crate::error::{DispatchError, Error, Result, StateError, StateErrorKind};
 use crate::executor::{Dispatch, DispatchFailure, Executor, InlineExecutor};
 use crate::intent::Intent;
@@ -243,10 +243,10 @@ impl Scope {
         CONTEXT.with(|cx| {
             let mut frame = self.into_frame(cx);
             let current = cx
-                .frames
+                .stack
                 .try_borrow()
                 .ok()
-                .and_then(|f| f.last().map(|t| t.id));
+                .and_then(|stack| stack.frames.last().map(|t| t.id));
             frame.enclosing = match (enclosing, current) {
                 (Enclosing::CURRENT, Some(id)) => Enclosing::frame(id),
                 _ => Enclosing::ROOT,
@@ -538,17 +538,16 @@ impl Executor for Collect {
 /// so far. Empty when there is no current scope.
 pub fn buffered() -> Vec<Intent> {
     CONTEXT.with(|cx| {
-        let Ok(frames) = cx.frames.try_borrow() else {
+        let Ok(stack) = cx.stack.try_borrow() else {
             return Vec::new();
         };
-        let Some(top) = frames.last() else {
+        let Some(top) = stack.frames.last() else {
             return Vec::new();
         };
         let mut intents = if top.is_remote() {
             Vec::new()
         } else {
-            cx.with_own(&frames, frames.len() - 1, Frame::snapshot)
-                .unwrap_or_default()
+            Context::with_own(&stack, stack.frames.len() - 1, Frame::snapshot).unwrap_or_default()
         };
         if let Some(shared) = &top.shared {
             intents.extend(shared.sent());
@@ -843,13 +842,13 @@ impl ActiveScope {
         match &self.state {
             ActiveState::Exited(frame) => f(frame, &frame.intents),
             ActiveState::Entered => CONTEXT.with(|cx| {
-                let Ok(frames) = cx.frames.try_borrow() else {
+                let Ok(stack) = cx.stack.try_borrow() else {
                     return none;
                 };
-                let Some(index) = frames.iter().rposition(|frame| frame.id == self.id) else {
+                let Some(index) = stack.frames.iter().rposition(|frame| frame.id == self.id) else {
                     return none;
                 };
-                cx.with_own(&frames, index, f).unwrap_or(none)
+                Context::with_own(&stack, index, f).unwrap_or(none)
             }),
             _ => none,
         }
@@ -892,9 +891,9 @@ fn encloser_is_current(enclosing: Enclosing) -> bool {
     match enclosing.frame_id() {
         None => true,
         Some(id) => CONTEXT.with(|cx| {
-            cx.frames
+            cx.stack
                 .try_borrow()
-                .is_ok_and(|frames| frames.last().is_some_and(|top| top.id == id))
+                .is_ok_and(|stack| stack.frames.last().is_some_and(|top| top.id == id))
         }),
     }
 }
@@ -1038,9 +1037,10 @@ enum Plain {
 /// enough to inline, which the closure and future forms do.
 #[inline(always)]
 fn end_plain(cx: &Context, id: u64, exit: Exit) -> Plain {
-    let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+    let Ok(mut stack) = cx.stack.try_borrow_mut() else {
         return Plain::No;
     };
+    let Stack { frames, buffer } = &mut *stack;
     let Some(top) = frames.last() else {
         return Plain::No;
     };
@@ -1049,13 +1049,11 @@ fn end_plain(cx: &Context, id: u64, exit: Exit) -> Plain {
         return Plain::No;
     }
     let mark = top.mark;
-    let Ok(count) = cx.buffer.try_borrow().map(|b| b.len() - mark) else {
-        return Plain::No;
-    };
+    let count = buffer.len() - mark;
     if count == 0 {
         // Checked above: it holds no setting, handle, buffer or chunk, and
         // no policy counts it as judging.
-        cx.drop_plain_top(&mut frames);
+        cx.drop_plain_top(frames);
         if exit == Exit::Success {
             tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = 0, "scope flushed");
         } else {
@@ -1072,9 +1070,8 @@ fn end_plain(cx: &Context, id: u64, exit: Exit) -> Plain {
     if parent.kind().is_some() || parent.is_remote() || count > crate::buffer::MOVE_LIMIT {
         return Plain::No;
     }
-    cx.drop_plain_top(&mut frames);
-    drop(frames);
-    for intent in &mut cx.buffer.borrow_mut()[mark..] {
+    cx.drop_plain_top(frames);
+    for intent in &mut buffer[mark..] {
         intent.set_captured();
     }
     tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
@@ -1087,9 +1084,7 @@ fn end_rest(cx: &Context, exit: Exit, plain: Plain, dispatch: bool) -> InPlace {
     match plain {
         Plain::Ended => InPlace::Ended,
         Plain::Discard(mark) => {
-            let mut frames = cx.frames.borrow_mut();
-            cx.drop_plain_top(&mut frames);
-            drop(frames);
+            cx.drop_plain_top(&mut cx.stack.borrow_mut().frames);
             // Dropped outside every borrow: a payload's `Drop` may call airlock.
             let part = cx.take_part(mark);
             discard_intents(cx, part, exit);
@@ -1104,19 +1099,17 @@ fn end_rest(cx: &Context, exit: Exit, plain: Plain, dispatch: bool) -> InPlace {
 /// only frame, on top of the stack), if no intent carries a policy of its own.
 #[inline]
 fn dispatch_in_place(cx: &Context) -> InPlace {
-    let mut frames = cx.frames.borrow_mut();
-    let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
+    let Ok(mut stack) = cx.stack.try_borrow_mut() else {
         return InPlace::No;
     };
     // An intent holding a lent local chain (see `Context::region`) has a
     // policy, so the buffer never leaves whole while one is lent.
-    if buffer.iter().any(Intent::has_policies) {
+    if stack.buffer.iter().any(Intent::has_policies) {
         return InPlace::No;
     }
-    let intents = std::mem::take(&mut *buffer);
-    drop(buffer);
-    cx.drop_plain_top(&mut frames);
-    drop(frames);
+    let intents = std::mem::take(&mut stack.buffer);
+    cx.drop_plain_top(&mut stack.frames);
+    drop(stack);
     let count = intents.len();
     tracing::debug!(target: "airlock", allowed = count, dropped = 0, captured = 0, "scope flushed");
     match run_inline(cx, intents) {
@@ -1157,7 +1150,8 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         cx.recycle(intents);
         return Ok(());
     }
-    let mut frames = cx.frames.borrow_mut();
+    let mut stack = cx.stack.borrow_mut();
+    let Stack { frames, buffer } = &mut *stack;
     if let Some(parent) = frames.last_mut()
         && parent.kind().is_none()
         && !parent.is_remote()
@@ -1165,17 +1159,15 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
         // Nested in a plain scope: captured whole (rule 8), and this scope
         // has no policy of its own for them to carry.
         let captured_count = intents.len() + captured.as_ref().map_or(0, |c| c.len());
-        let mut buffer = cx.buffer.borrow_mut();
         let emptied = capture_into(
-            &mut buffer,
+            buffer,
             parent.mark,
             &mut parent.captured,
             intents,
             captured,
             None,
         );
-        drop(buffer);
-        drop(frames);
+        drop(stack);
         tracing::debug!(
             target: "airlock",
             allowed = 0,
@@ -1188,7 +1180,7 @@ pub(crate) fn end_quietly(cx: &Context, frame: Frame, exit: Exit) -> Result<()> 
     }
     let intents = crate::buffer::flatten(intents, captured);
     let plain = frames.is_empty() && intents.iter().all(|i| !i.has_policies());
-    drop(frames);
+    drop(stack);
     if !plain {
         return finish_in(cx, Frame::local(0, None, intents), exit, Detail::Exceptions).map(drop);
     }
@@ -1418,12 +1410,17 @@ fn hand_to_ancestors(
     kind: Option<&dyn ScopeKind>,
 ) -> std::result::Result<(), Vec<Intent>> {
     let exiting = Descendant { kind };
-    let mut at = cx.frames.borrow().len();
+    let mut at = cx.stack.borrow().frames.len();
     while at > 0 && !intents.is_empty() {
         at -= 1;
         // The ancestor's hook runs with the stack only read, so it may look
         // at it (`airlock::buffered()`).
-        let ancestor_kind = cx.frames.borrow().get(at).and_then(|f| f.kind().cloned());
+        let ancestor_kind = cx
+            .stack
+            .borrow()
+            .frames
+            .get(at)
+            .and_then(|f| f.kind().cloned());
         let release = match ancestor_kind {
             None => Release::None,
             Some(ancestor_kind) => {
@@ -1431,11 +1428,11 @@ fn hand_to_ancestors(
                 ancestor_kind.before_descendant_flushes(&exiting, intents)
             }
         };
-        let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+        let Ok(mut stack) = cx.stack.try_borrow_mut() else {
             return Err(std::mem::take(intents));
         };
         // A hook that ended scopes (it exited an `ActiveScope`) leaves fewer.
-        let Some(ancestor) = frames.get_mut(at) else {
+        let Some(ancestor) = stack.frames.get_mut(at) else {
             return Err(std::mem::take(intents));
         };
         if release == Release::None && !ancestor.is_remote() {
@@ -1444,7 +1441,7 @@ fn hand_to_ancestors(
             let captured = intents
                 .drain(..)
                 .map(|intent| mark_captured(intent, policy));
-            cx.extend_part(&mut frames, at, captured);
+            cx.extend_part(&mut stack, at, captured);
             return Ok(());
         }
         let captured = match release {
@@ -1475,10 +1472,10 @@ fn hand_to_ancestors(
             (Some(shared), true) => {
                 // The handle's scope decides for its own ancestors when it ends.
                 let shared = Arc::clone(shared);
-                drop(frames);
+                drop(stack);
                 return shared.push_all(captured.collect());
             }
-            _ => cx.extend_part(&mut frames, at, captured),
+            _ => cx.extend_part(&mut stack, at, captured),
         }
     }
     Ok(())
@@ -1488,8 +1485,8 @@ fn hand_to_ancestors(
 /// still answers to the policy of every enclosing scope (rule 9): a dry run
 /// around it stays a dry run.
 fn judged_by_ancestors(cx: &Context, intents: &mut [Intent]) {
-    let frames = cx.frames.borrow();
-    for ancestor in frames.iter().rev() {
+    let stack = cx.stack.borrow();
+    for ancestor in stack.frames.iter().rev() {
         if let Some(policy) = ancestor.policy() {
             for intent in intents.iter_mut() {
                 intent.push_scope_policy(policy.clone());
@@ -1508,15 +1505,13 @@ fn capture_whole(
     captured: Option<Box<Captured>>,
     policy: Option<&Arc<dyn Policy>>,
 ) -> std::result::Result<Vec<Intent>, (Vec<Intent>, Option<Box<Captured>>)> {
-    let Ok(mut frames) = cx.frames.try_borrow_mut() else {
+    let Ok(mut stack) = cx.stack.try_borrow_mut() else {
         return Err((own, captured));
     };
-    let Ok(mut buffer) = cx.buffer.try_borrow_mut() else {
-        return Err((own, captured));
-    };
+    let Stack { frames, buffer } = &mut *stack;
     match frames.last_mut() {
         Some(parent) if parent.kind().is_none() && !parent.is_remote() => Ok(capture_into(
-            &mut buffer,
+            buffer,
             parent.mark,
             &mut parent.captured,
             own,
