@@ -1074,6 +1074,8 @@ fn end_plain(cx: &Context, id: u64, exit: Exit) -> Plain {
     for intent in &mut buffer[mark..] {
         intent.set_captured();
     }
+    // A subscriber may look at the stack (`airlock::buffered()`).
+    drop(stack);
     tracing::debug!(target: "airlock", allowed = 0, dropped = 0, captured = count, "scope flushed");
     Plain::Ended
 }
