@@ -1006,7 +1006,7 @@ impl Context {
     #[inline(always)]
     fn enqueue_lending(&self, mut intent: Intent) -> Result<()> {
         // One enqueued again drops the route it had here, outside the
-        // buffer's borrow: a policy's `Drop` may call airlock.
+        // stack's borrow: a policy's `Drop` may call airlock.
         intent.enter_plain();
         let Ok(mut stack) = self.stack.try_borrow_mut() else {
             return Err(Self::busy(intent));
