@@ -907,23 +907,9 @@ impl Context {
 
     /// [`enqueue_checked`](Context::enqueue_checked), its error boxed out of
     /// line: the inline path then holds no `Error` on its stack.
-    ///
-    /// An intent that lends its region's chain (see
-    /// [`region`](Context::region)) takes the short way here: the common
-    /// enqueue inside a local policy region.
     #[inline(never)]
     fn enqueue_boxed(&self, intent: Intent) -> std::result::Result<(), Box<Error>> {
-        let lending = !self.in_hook()
-            && self
-                .stack
-                .try_borrow()
-                .is_ok_and(|stack| self.lends(&stack.frames));
-        if lending {
-            self.enqueue_lending(intent)
-        } else {
-            self.enqueue_checked(intent)
-        }
-        .map_err(Box::new)
+        self.enqueue_checked(intent).map_err(Box::new)
     }
 
     /// Whether an intent enqueued now, with no hook running and `frames`
@@ -964,9 +950,10 @@ impl Context {
                 intent: Box::new(intent),
             });
         }
-        // An intent that lends the chain took the short way
-        // (`enqueue_boxed`): this one takes a clone.
-        debug_assert!(!self.lends(frames));
+        if self.lends(frames) {
+            drop(stack);
+            return self.enqueue_lending(intent);
+        }
         intent.enter(self.local_chain());
         if intent.local().is_some_and(PolicyChain::checks) || self.judging.get() > 0 {
             // The stack is only read while the hooks run, so a hook may still
